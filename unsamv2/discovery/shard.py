@@ -1,0 +1,102 @@
+"""Run discovery over one shard of the image list: resumable, atomic per image, continues past bad images.
+
+A shard is a contiguous slice of the sorted image list (`images.txt`, one `<image_id>\t<path>` per line). Each
+image's result is written atomically to `<out_dir>/<stem>.json`, so a killed job resumes where it stopped and a
+half-written file can never be mistaken for a result. The shard's manifest (a TSV, the rule's declared output)
+lists every image with its status; a failed image is listed with its error and the others still finish.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from unsamv2.discovery.config import DiscoveryConfig
+from unsamv2.discovery.features import FeatureBackbone
+from unsamv2.discovery.pipeline import (
+    ImageResult,
+    Refiner,
+    discover_masks,
+    load_external_proposals,
+    to_sa1b_json,
+)
+from unsamv2.datasets.unlabeled import read_image_list  # noqa: F401 — re-exported for the CLI
+from unsamv2.io.atomic import atomic_write_json, atomic_write_text
+from unsamv2.io.images import load_image_rgb
+
+log = logging.getLogger(__name__)
+
+
+def shard_slice(items: Sequence, shard: int, shard_size: int) -> Sequence:
+    if shard < 0 or shard_size < 1:
+        raise ValueError(f"invalid shard {shard} / shard_size {shard_size}")
+    return items[shard * shard_size : (shard + 1) * shard_size]
+
+
+def write_manifest(path: Path, rows: Sequence[ImageResult]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(ImageResult)], delimiter="\t")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(asdict(r))
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_manifest(path: Path) -> list[ImageResult]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return [
+        ImageResult(int(r["image_id"]), r["file_name"], r["status"], int(r["n_masks"]), float(r["seconds"]),
+                    r.get("error") or "")
+        for r in rows
+    ]
+
+
+def output_name(image_path: Path) -> str:
+    return f"{image_path.stem}.json"
+
+
+def discover_shard(
+    items: Sequence[tuple[int, Path]],
+    out_dir: Path,
+    cfg: DiscoveryConfig,
+    backbone: FeatureBackbone,
+    refiner: Refiner | None = None,
+    progress: bool = True,
+) -> list[ImageResult]:
+    """Discover masks for every image in `items`; never raises for a bad image (it is reported instead)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[ImageResult] = []
+    for image_id, path in tqdm(items, desc="discover", unit="img", disable=not progress):
+        target = out_dir / output_name(path)
+        if target.exists():
+            # Written atomically, so an existing file is a finished result: resume without recomputing.
+            n_done = len(json.loads(target.read_text())["annotations"])
+            results.append(ImageResult(image_id, path.name, "done_before", n_done, 0.0))
+            continue
+        t0 = time.perf_counter()
+        try:
+            image = load_image_rgb(path)
+            proposals = None
+            if cfg.divide == "external":
+                assert cfg.proposals_dir is not None
+                proposals = load_external_proposals(
+                    Path(cfg.proposals_dir) / output_name(path), image.shape[0], image.shape[1]
+                )
+            anns = discover_masks(image, backbone, cfg, proposals=proposals, refiner=refiner)
+            atomic_write_json(target, to_sa1b_json(anns, image_id, path.name, image.shape[:2]))
+            results.append(ImageResult(image_id, path.name, "ok", len(anns), time.perf_counter() - t0))
+            log.info("%s: %d masks in %.2f s", path, len(anns), time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 — one bad image must not stop the batch; it is listed instead
+            msg = f"{type(exc).__name__}: {exc}"
+            log.error("%s failed: %s\n%s", path, msg, traceback.format_exc())
+            results.append(ImageResult(image_id, path.name, "error", 0, time.perf_counter() - t0, msg))
+    return results

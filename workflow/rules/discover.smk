@@ -1,0 +1,67 @@
+# Stage 1: granularity-aware divide-and-conquer (method.md §1.2) in shards, then granularity scoring.
+
+
+localrules:
+    select_images,
+
+
+rule select_images:
+    input:
+        image_source_inputs,
+    output:
+        f"{RESULTS}/images.txt",
+    params:
+        folder=image_folder(),
+        id_list=f"--id-list {config['images']['id_list']}" if config["images"].get("id_list") else "",
+        max_images=config["images"]["max_images"],
+    log:
+        f"{LOGS}/select_images.log",
+    shell:
+        "unsamv2 select-images --folder {params.folder} {params.id_list} --max-images {params.max_images} "
+        "--out {output} > {log} 2>&1"
+
+
+rule discover_shard:
+    input:
+        images=f"{RESULTS}/images.txt",
+        backbone=backbone_inputs,
+    output:
+        manifest=f"{RESULTS}/discovery/manifests/{{shard}}.tsv",
+    params:
+        out_dir=f"{RESULTS}/discovery/raw",
+        shard_size=config["images"]["shard_size"],
+        backbone=config["backbone"]["name"],
+        weights=f"--weights {backbone_weights()}" if backbone_weights() else "",
+        settings=discovery_settings(),
+    log:
+        f"{LOGS}/discover/{{shard}}.log",
+    benchmark:
+        f"{BENCH}/discover/{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=600,
+        gpu=uses_gpu(),
+    shell:
+        "unsamv2 discover --images {input.images} --shard {wildcards.shard} --shard-size {params.shard_size} "
+        "--backbone {params.backbone} {params.weights} --settings {params.settings:q} "
+        "--out-dir {params.out_dir} --manifest {output.manifest} > {log} 2>&1"
+
+
+rule score_shard:
+    input:
+        manifest=f"{RESULTS}/discovery/manifests/{{shard}}.tsv",
+    output:
+        manifest=f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv",
+    params:
+        raw_dir=f"{RESULTS}/discovery/raw",
+        out_dir=f"{RESULTS}/pseudo_labels/json",
+        formula=config["granularity"].get("formula", "code"),
+    log:
+        f"{LOGS}/score/{{shard}}.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "unsamv2 score --manifest {input.manifest} --raw-dir {params.raw_dir} --out-dir {params.out_dir} "
+        "--out-manifest {output.manifest} --formula {params.formula} > {log} 2>&1"

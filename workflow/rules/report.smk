@@ -1,0 +1,33 @@
+# Report: statistics of the pseudo-labels (masks per image, instances vs parts, granularity histogram, Fig. 4).
+
+
+localrules:
+    report_pseudo_labels,
+
+
+rule report_pseudo_labels:
+    input:
+        manifests=expand(f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv", shard=SHARDS),
+    output:
+        summary=report(
+            f"{RESULTS}/report/pseudo_labels/summary.csv",
+            caption="../report/pseudo_label_summary.rst",
+            category="Stage 1: pseudo-labels",
+        ),
+        per_image=f"{RESULTS}/report/pseudo_labels/per_image.csv",
+        failures=f"{RESULTS}/report/pseudo_labels/failures.csv",
+        histogram=report(
+            f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
+            caption="../report/granularity_histogram.rst",
+            category="Stage 1: pseudo-labels",
+        ),
+    params:
+        labels_dir=f"{RESULTS}/pseudo_labels/json",
+        out_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        bins=config.get("report", {}).get("histogram_bins", 9),
+        run=RUN,
+    log:
+        f"{LOGS}/report_pseudo_labels.log",
+    shell:
+        "unsamv2 report-pseudo-labels --labels-dir {params.labels_dir} --manifests {input.manifests} "
+        "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} > {log} 2>&1"
