@@ -27,7 +27,7 @@ from PIL import Image
 from unsamv2.discovery.config import DiscoveryConfig
 from unsamv2.discovery.features import FeatureBackbone
 from unsamv2.discovery.hierarchy import find_instances_and_parts
-from unsamv2.discovery.maskcut import maskcut_with_scores
+from unsamv2.discovery.maskcut import maskcut_with_scores, upsample_patch_mask
 from unsamv2.discovery.merge import iterative_merge
 from unsamv2.discovery.nms import protected_nms, windowed_nms
 from unsamv2.io.masks import decode_rle, encode_rle, mask_bbox_xywh
@@ -120,9 +120,10 @@ def divide_maskcut(
     resized = resize_keep_aspect(image, cfg.maskcut_long_side, backbone.patch_size)
     features = backbone(resized)
     patch_masks, scores = maskcut_with_scores(features, n_masks=cfg.maskcut_masks, tau=cfg.maskcut_tau)
+    # Nearest-neighbour upsampling of the patch grid, as CutLER does for its MaskCut masks.
     masks = np.zeros((len(patch_masks), h, w), dtype=bool)
     for i, pm in enumerate(patch_masks):
-        masks[i] = resize_patch_mask(pm, (h, w))
+        masks[i] = upsample_patch_mask(pm, (h, w))
     return masks, np.asarray(scores, dtype=np.float64)
 
 
