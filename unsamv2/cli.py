@@ -129,6 +129,12 @@ def cmd_report_pseudo_labels(args: argparse.Namespace) -> int:
         if r.status != "error"
     ]
     summary = write_report(files, manifests, Path(args.out_dir), bins=args.bins, run=args.run)
+    if args.images:
+        from unsamv2.datasets.unlabeled import read_image_list
+        from unsamv2.report.pseudo_labels import write_examples
+
+        paths = {p.name: p for _, p in read_image_list(Path(args.images))}
+        write_examples(files, paths, Path(args.out_dir) / "examples.png")
     log.info("report: %s", summary)
     return 0
 
@@ -201,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--bins", type=int, default=9)
     p.add_argument("--run", default="")
+    p.add_argument("--images", default=None, help="images.txt; adds examples.png (masks coloured by granularity)")
     p.set_defaults(func=cmd_report_pseudo_labels)
 
     # Commands of the model and evaluation stages register themselves when their modules are present.

@@ -16,8 +16,10 @@ What makes the output order-exact (read from upstream and reproduced here):
 * Tie-breaking. Upstream keeps the similarities in a dict keyed (i, j) and picks
   ``max(similarities, key=similarities.get)``: among equal maxima, the key inserted first wins. A key is
   never re-inserted (a merge always creates a new cluster id), so insertion order = creation order of the
-  edge. We give every edge a creation sequence number and keep a heap of (-similarity, seq): the heap minimum
-  is exactly upstream's choice. Stale entries (an endpoint already merged away) are skipped lazily.
+  edge. We number edges in creation order (seq) and keep a heap keyed (-similarity, seq), whose minimum is
+  exactly upstream's choice. Initial edges have one entry each; the edges created by one merge share one
+  entry for their best live edge (highest similarity, then lowest seq), re-pushed for the next best when that
+  edge goes stale (lazy invalidation: an entry is stale once an endpoint has been merged away).
 * Creation order of edges. Initial edges are created in raster order of the higher patch index c:
   (c - 1, c) then (c - W, c). A merge creates (neighbour, new) for each neighbour in the *iteration order of
   the Python set* ``nbrs[i].union(nbrs[j]).difference({i, j})``. CPython's set iteration order depends on
@@ -28,15 +30,21 @@ What makes the output order-exact (read from upstream and reproduced here):
   m and then n on their first appearance (whether or not they pass ``min_size``). We sort the live edges by
   sequence number and take first appearances the same way.
 
-Numerics (shared with the reference so ties and threshold tests agree bit for bit, whatever the BLAS or the
-batching): norms use float32 with a fixed pairwise summation order; normalised features are quantised to
-integers q = rint(2**26 * u), so every partial sum of q_a . q_b is an integer below 2**53 and float64 gives the
-exact value in any order; similarity = float32(q_a . q_b * 2**-52). Upstream's ``torch.dot`` differs from this
-only in the last float32 bit.
+Numerics (shared with the reference so that ties and threshold tests agree bit for bit, whatever the BLAS
+or the batching): a norm is sqrt of numpy's float32 ``add.reduce`` of the squares (the same per-row pairwise
+loop for a lone vector and for a matrix row); a normalised feature u is quantised to integers
+q = rint(2**26 * u), so every partial sum of q_a . q_b is an integer below 2**53 and float64 computes it
+exactly in any order (einsum, BLAS matvec, chunked); similarity = float32(q_a . q_b * 2**-52). Upstream's
+float32 ``torch.dot`` differs from this only in the last bits (the quantisation step is 2**-27 per component).
+
+Cost: upstream scans every edge for each merge, O(#merges * #edges) Python work. Here a merge costs
+O(degree) C-level set operations (needed to reproduce the set iteration order), one batched matvec over the
+new cluster's neighbours (O(degree * C), as upstream) and O(log #edges) heap work.
 
 Deliberate differences from upstream: the result always has one array per threshold (upstream skips a level
 with no mask), masks are bool, and thresholds are compared as Python floats.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -49,18 +57,23 @@ __all__ = ["iterative_merge"]
 _EPS = np.float32(1e-12)  # F.normalize's default eps: denominator = max(norm, eps)
 _QUANT = np.float32(2.0**26)  # |q| <= 2**26 => |partial sums of q_a . q_b| < 2**53 (Cauchy-Schwarz)
 _DOT_UNSCALE = 2.0**52  # similarity = q_a . q_b * 2**-52
+_GATHER_CHUNK = 64  # rows (x C float64) gathered at once; 64 x 768 x 8 B = 384 KiB
+_ROW_BLOCK = 64  # rows normalised at once at start-up
 
 
 def _quantized_unit_rows(x: np.ndarray, out: np.ndarray) -> None:
     """Write the quantised L2-normalised rows of float32 ``x`` (n, C) into ``out`` (see module docstring).
 
     The row-wise ``add.reduce`` runs numpy's pairwise loop on each contiguous row, the same loop the reference
-    runs on a lone vector (tests/test_merge.py checks this bit for bit).
+    runs on a lone vector (tests/test_merge.py checks this bit for bit). Blocks of rows keep the temporaries
+    in cache.
     """
-    norms = np.sqrt(np.add.reduce(x * x, axis=1))
-    unit = x / np.maximum(norms, _EPS)[:, None]
-    unit *= _QUANT
-    np.rint(unit, out=out)
+    for start in range(0, len(x), _ROW_BLOCK):
+        block = x[start : start + _ROW_BLOCK]
+        norms = np.sqrt(np.add.reduce(block * block, axis=1))
+        unit = block / np.maximum(norms, _EPS)[:, None]
+        unit *= _QUANT
+        np.rint(unit, out=out[start : start + _ROW_BLOCK])
 
 
 def _validate(features: np.ndarray, min_size: int) -> np.ndarray:
@@ -72,7 +85,7 @@ def _validate(features: np.ndarray, min_size: int) -> np.ndarray:
     if not np.all(np.isfinite(feats)):
         raise ValueError("features contain NaN or infinite values")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)):
-        raise ValueError(f"min_size must be an integer, got {min_size!r}")
+        raise TypeError(f"min_size must be an integer, got {min_size!r}")
     return feats
 
 
@@ -183,7 +196,8 @@ def iterative_merge(
     # Heap of (-dot, creation seq, a, b): its minimum is upstream's dict max (first inserted wins ties).
     # Keys hold float32(q_a . q_b) = similarity * 2**52 exactly (power-of-two scaling commutes with rounding),
     # so the thresholds are scaled instead of every similarity.
-    heap = list(zip((-_initial_dots(quant, h, w, exists)).tolist(), range(n_init), init_a.tolist(), init_b.tolist()))
+    init_keys = (-_initial_dots(quant, h, w, exists)).tolist()
+    heap = list(zip(init_keys, range(n_init), init_a.tolist(), init_b.tolist()))
     heapq.heapify(heap)
     # The edges a merge creates, (nb, new) for nb in groups[new][0], form a group with one heap entry for its
     # best live edge; when that edge dies (nb merged elsewhere) the group is re-examined (lazy invalidation).
@@ -242,11 +256,11 @@ def iterative_merge(
                 mean = mean.astype(np.float32)
             norm = np.sqrt(np.add.reduce(mean * mean))
             qnew = quant[r]
-            np.rint(mean / (_EPS if _EPS > norm else norm) * _QUANT, out=qnew)
+            np.rint(mean / max(norm, _EPS) * _QUANT, out=qnew)
 
             if merged_nbrs:
                 order = np.fromiter(merged_nbrs, dtype=np.int64, count=len(merged_nbrs))
-                dots = (quant[rows[order]] @ qnew).astype(np.float32)
+                dots = _dots_with(quant, rows[order], qnew)
                 best = int(dots.argmax())  # first maximum = earliest created, like the dict scan
                 heappush(heap, (-float(dots[best]), log.size + best, int(order[best]), new))
                 groups[new] = (order, dots, log.size)
@@ -254,6 +268,22 @@ def iterative_merge(
 
         levels.append(_level_masks(log, alive, counts, parent, min_size, h, w))
     return levels
+
+
+def _dots_with(quant: np.ndarray, neighbour_rows: np.ndarray, qnew: np.ndarray) -> np.ndarray:
+    """float32-rounded exact dot products of ``qnew`` with the given rows of ``quant``.
+
+    Gathers in chunks that stay in the L2 cache: a high-degree cluster (hundreds of neighbours) would otherwise
+    copy megabytes out to memory and read them back, which costs more than the arithmetic.
+    """
+    if len(neighbour_rows) <= _GATHER_CHUNK:
+        return (quant[neighbour_rows] @ qnew).astype(np.float32)
+    return np.concatenate(
+        [
+            (quant[neighbour_rows[k : k + _GATHER_CHUNK]] @ qnew).astype(np.float32)
+            for k in range(0, len(neighbour_rows), _GATHER_CHUNK)
+        ]
+    )
 
 
 def _push_group_best(

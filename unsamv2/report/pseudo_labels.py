@@ -108,3 +108,40 @@ def write_report(
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return summary
+
+
+def write_examples(label_files: Sequence[Path], image_paths: dict[str, Path], out_png: Path, n: int = 4) -> None:
+    """A gallery: each image beside its pseudo-masks coloured by granularity (large masks drawn first, so fine
+    parts stay visible on top). Images are those with the most masks, ties by name, so the figure is stable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from unsamv2.io.images import load_image_rgb
+    from unsamv2.io.masks import decode_rle
+
+    docs = [json.loads(Path(p).read_text()) for p in label_files]
+    docs = [d for d in docs if d["annotations"] and d["image"]["file_name"] in image_paths]
+    docs = sorted(docs, key=lambda d: (-len(d["annotations"]), d["image"]["file_name"]))[:n]
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(max(len(docs), 1), 2, figsize=(8, 3.2 * max(len(docs), 1)), squeeze=False)
+    for row, doc in zip(axes, docs):
+        image = load_image_rgb(image_paths[doc["image"]["file_name"]])
+        overlay = image.astype(np.float32) / 255 * 0.35
+        for ann in sorted(doc["annotations"], key=lambda a: -a["area"]):
+            m = decode_rle(ann["segmentation"])
+            overlay[m] = 0.25 * overlay[m] + 0.75 * np.asarray(cmap((ann["granularity"] - 0.1) / 0.9)[:3])
+        row[0].imshow(image)
+        row[0].set_title(doc["image"]["file_name"], fontsize=9)
+        row[1].imshow(overlay)
+        row[1].set_title(f"{len(doc['annotations'])} masks, colour = granularity", fontsize=9)
+        for ax in row:
+            ax.axis("off")
+    if not docs:
+        axes[0][0].text(0.5, 0.5, "no pseudo-labels", ha="center")
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0.1, 1.0), cmap=cmap), ax=axes[:, 1].tolist(),
+                 label="granularity g", shrink=0.8)
+    with atomic_output(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

@@ -8,6 +8,7 @@ localrules:
 rule report_pseudo_labels:
     input:
         manifests=expand(f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv", shard=SHARDS),
+        images=f"{RESULTS}/images.txt",
     output:
         summary=report(
             f"{RESULTS}/report/pseudo_labels/summary.csv",
@@ -21,6 +22,11 @@ rule report_pseudo_labels:
             caption="../report/granularity_histogram.rst",
             category="Stage 1: pseudo-labels",
         ),
+        examples=report(
+            f"{RESULTS}/report/pseudo_labels/examples.png",
+            caption="../report/pseudo_label_examples.rst",
+            category="Stage 1: pseudo-labels",
+        ),
     params:
         labels_dir=f"{RESULTS}/pseudo_labels/json",
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
@@ -30,4 +36,4 @@ rule report_pseudo_labels:
         f"{LOGS}/report_pseudo_labels.log",
     shell:
         "unsamv2 report-pseudo-labels --labels-dir {params.labels_dir} --manifests {input.manifests} "
-        "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} > {log} 2>&1"
+        "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} --images {input.images} > {log} 2>&1"
