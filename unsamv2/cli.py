@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report_pseudo_labels)
 
     # Commands of the model and evaluation stages register themselves when their modules are present.
-    for module in ("unsamv2.model.cli_commands", "unsamv2.evaluate.cli_commands", "unsamv2.train.cli_commands"):
+    stage_modules = ("unsamv2.model.cli_commands", "unsamv2.evaluate.cli_commands", "unsamv2.train.cli_commands")
+    for module in stage_modules:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
