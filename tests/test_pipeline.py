@@ -121,7 +121,7 @@ def test_scene_gives_instance_and_its_two_parts(tmp_path: Path) -> None:
 
 
 def test_low_confidence_and_small_masks_do_not_become_instances(tmp_path: Path) -> None:
-    img, obj, left, _ = scene()
+    img, obj, _left, _ = scene()
     small = np.zeros_like(obj)
     small[100:110, 0:10] = True  # 100 px < 5 % of the image
     proposals = (np.stack([obj, small]), np.array([0.2, 0.9]))  # the object is below the 0.3 threshold

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import http.server
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
-from transformers import DINOv3ViTConfig, DINOv3ViTModel, Dinov2Config, Dinov2Model
+from transformers import Dinov2Config, Dinov2Model, DINOv3ViTConfig, DINOv3ViTModel
 
 from unsamv2.cli import main as cli_main
 from unsamv2.discovery.features import build_backbone
@@ -25,7 +25,7 @@ class HubServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+            def do_GET(self) -> None:
                 outer.auth.append(self.headers.get("Authorization"))
                 for repo, folder in outer.repos.items():
                     prefix = f"/{repo}/resolve/main/"

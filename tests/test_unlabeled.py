@@ -6,8 +6,8 @@ import http.server
 import io
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -19,10 +19,10 @@ from unsamv2.datasets.unlabeled import (
     export_demo_photos,
     extract_images,
     fetch_sa1b_tar,
+    read_image_list,
     read_sa1b_links,
     select_images,
 )
-from unsamv2.datasets.unlabeled import read_image_list
 from unsamv2.download import UserSuppliedFileMissing
 from unsamv2.io.images import load_image_rgb
 

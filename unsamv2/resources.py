@@ -53,13 +53,12 @@ def download_backbone(name: str, dest_dir: Path, endpoint: str | None = None) ->
     model = BACKBONES[name]
     headers: dict[str, str] = {}
     token = os.environ.get("HF_TOKEN")
-    if model.gated:
-        if not token:
-            raise PermissionError(
-                f"{model.repo_id} is gated: request access at {model.page}, then export HF_TOKEN=<your token> "
-                f"and rerun — or put the model's files (config.json, model.safetensors) in {dest_dir} yourself "
-                f"or set backbone.weights to a local directory holding them"
-            )
+    if model.gated and not token:
+        raise PermissionError(
+            f"{model.repo_id} is gated: request access at {model.page}, then export HF_TOKEN=<your token> "
+            f"and rerun — or put the model's files (config.json, model.safetensors) in {dest_dir} yourself "
+            f"or set backbone.weights to a local directory holding them"
+        )
     if token:
         headers["Authorization"] = f"Bearer {token}"
     dest_dir.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ class DiscoveryConfig:
         object.__setattr__(self, "thetas", tuple(float(t) for t in self.thetas))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DiscoveryConfig":
+    def from_dict(cls, values: dict[str, Any]) -> DiscoveryConfig:
         """Build from a config mapping; an unknown key is an error naming it (typos must not pass silently)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

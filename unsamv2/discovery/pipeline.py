@@ -16,10 +16,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -269,18 +269,10 @@ def discover_masks(
     return out
 
 
-def image_id_from_name(file_name: str, fallback: int) -> int:
-    """SA-1B files `sa_<n>.jpg` keep their numeric id (as the official code); others use the list position."""
-    stem = Path(file_name).stem
-    if stem.startswith("sa_") and stem[3:].isdigit():
-        return int(stem[3:])
-    return fallback
-
-
 def to_sa1b_json(annotations: Sequence[RawAnnotation], image_id: int, file_name: str, hw: tuple[int, int]) -> dict:
     """The official output document: `image` (a dict, not `images`) + COCO-RLE `annotations`."""
     h, w = hw
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(" ")
+    now = datetime.datetime.now(datetime.UTC).isoformat(" ")
     anns: list[dict[str, Any]] = []
     for k, a in enumerate(annotations, start=1):
         rle = encode_rle(a.mask)
@@ -329,9 +321,3 @@ class ImageResult:
     n_masks: int
     seconds: float
     error: str = ""
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - t0

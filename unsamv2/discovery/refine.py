@@ -7,8 +7,8 @@ output binarised at > 128; dropped if its area fraction is < 0.0 or > 0.9 or its
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -13,12 +13,13 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 
+from unsamv2.datasets.unlabeled import read_image_list  # noqa: F401 — re-exported for the CLI
 from unsamv2.discovery.config import DiscoveryConfig
 from unsamv2.discovery.features import FeatureBackbone
 from unsamv2.discovery.pipeline import (
@@ -28,7 +29,6 @@ from unsamv2.discovery.pipeline import (
     load_external_proposals,
     to_sa1b_json,
 )
-from unsamv2.datasets.unlabeled import read_image_list  # noqa: F401 — re-exported for the CLI
 from unsamv2.io.atomic import atomic_write_json, atomic_write_text
 from unsamv2.io.images import load_image_rgb
 

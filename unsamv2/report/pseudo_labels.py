@@ -7,8 +7,8 @@ the overall table carries those reference values beside ours.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
