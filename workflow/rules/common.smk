@@ -11,7 +11,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
-BENCH = f"benchmarks/{RUN}"
+BENCH = f"{RESULTS}/benchmarks"
 N_SHARDS = math.ceil(config["images"]["max_images"] / config["images"]["shard_size"])
 SHARDS = [str(i) for i in range(N_SHARDS)]
 
