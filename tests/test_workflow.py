@@ -55,26 +55,38 @@ def test_lint_reports_only_the_documented_conda_exemption(tmp_path: Path) -> Non
     titles = [line.strip() for line in out.splitlines() if line.strip().startswith("* ")]
     rules = [line for line in out.splitlines() if line.startswith("Lints for rule")]
     # One conda lint per rule (README: deliberate exemption, rules use the pip environment) and nothing else.
-    assert len(rules) == 8
+    assert len(rules) == 14  # every rule of the workflow
     assert titles == ["* Specify a conda environment or container for each rule.:"] * len(rules), out
 
 
-def test_paper_dry_run_lists_the_full_stage1_dag(tmp_path: Path) -> None:
+def test_paper_dry_run_lists_the_full_dag(tmp_path: Path) -> None:
     work = _copy_workflow(tmp_path)
     proc = _snakemake(work, "-n", "--quiet", "rules")
     counts = _job_counts(proc.stdout)
-    # 6000 images in shards of 250 → 24 discovery and 24 scoring jobs; one of everything else.
+    # 6000 images in shards of 250 → 24 discovery and 24 scoring jobs; one training job; Tables 1 and 2:
+    # 2 models × 7 benchmarks, 7 dataset preparations and the two averaged tables.
     assert counts == {
         "all": 1,
+        "average_interactive": 2,
         "discover_shard": 24,
         "download_backbone": 1,
+        "download_sam2": 1,
+        "evaluate_interactive": 14,
         "extract_sa1b": 1,
         "fetch_sa1b_tar": 1,
+        "prepare_dataset": 7,
         "report_pseudo_labels": 1,
         "score_shard": 24,
         "select_images": 1,
-        "total": 54,
+        "train": 1,
+        "total": 79,
     }
+    train = _snakemake(work, "-n", "-p", "train").stdout
+    assert "gpu=2" in train and "torchrun --standalone --nproc_per_node 2" in train
+    listing = _snakemake(work, "-n").stdout
+    for model in ("unsamv2", "sam2"):
+        for dataset in ("grabcut", "berkeley", "davis", "sbd", "pascalpart", "partimagenet", "sa1b"):
+            assert f"results/paper/evaluation/interactive/{model}/{dataset}/summary.csv" in listing
 
 
 @pytest.mark.parametrize(

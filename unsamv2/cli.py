@@ -77,6 +77,22 @@ def cmd_download_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download_sam21(args: argparse.Namespace) -> int:
+    from unsamv2.resources import download_sam21
+
+    download_sam21(args.size, Path(args.dest))
+    return 0
+
+
+def cmd_prepare_dataset(args: argparse.Namespace) -> int:
+    from unsamv2.datasets.registry import prepare_dataset
+    from unsamv2.io.atomic import atomic_write_text
+
+    root = prepare_dataset(args.name, Path(args.root))
+    atomic_write_text(Path(args.done), f"{args.name}\t{root}\n")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- stage 1
 
 
@@ -181,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("dest_dir")
     p.set_defaults(func=cmd_download_backbone)
+
+    p = sub.add_parser("download-sam2", help="fetch a stock SAM-2.1 checkpoint")
+    p.add_argument("size", choices=["tiny", "small", "base_plus", "large"])
+    p.add_argument("dest")
+    p.set_defaults(func=cmd_download_sam21)
+
+    p = sub.add_parser("prepare-dataset", help="download/extract (or check) an evaluation benchmark")
+    p.add_argument("name")
+    p.add_argument("root")
+    p.add_argument("--done", required=True, help="marker file written once the dataset is in place")
+    p.set_defaults(func=cmd_prepare_dataset)
 
     p = sub.add_parser("discover", help="Stage 1: divide-and-conquer mask discovery on one shard of images")
     p.add_argument("--images", required=True, help="images.txt from select-images")

@@ -65,3 +65,20 @@ def download_backbone(name: str, dest_dir: Path, endpoint: str | None = None) ->
     for filename in model.files:
         download_file(model.url(filename, endpoint), dest_dir / filename, headers=headers)
     return dest_dir
+
+
+# SAM-2.1 checkpoints (facebookresearch/sam2 checkpoints/download_ckpts.sh); Meta publishes no checksums.
+SAM21_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+SAM21_FILES: dict[str, str] = {
+    "tiny": "sam2.1_hiera_tiny.pt",
+    "small": "sam2.1_hiera_small.pt",
+    "base_plus": "sam2.1_hiera_base_plus.pt",
+    "large": "sam2.1_hiera_large.pt",
+}
+
+
+def download_sam21(size: str, dest: Path, base_url: str = SAM21_BASE_URL) -> Path:
+    """Fetch a stock SAM-2.1 checkpoint (resumable; verified by size only through the transfer itself)."""
+    if size not in SAM21_FILES:
+        raise KeyError(f"no SAM-2.1 checkpoint of size {size!r}; known: {', '.join(SAM21_FILES)}")
+    return download_file(f"{base_url.rstrip('/')}/{SAM21_FILES[size]}", dest)

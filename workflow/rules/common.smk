@@ -20,6 +20,10 @@ wildcard_constraints:
     shard=r"\d+",
     tar=r"sa_\d{6}\.tar",
     name=r"dinov3_vitb16|dinov2_vitb14",
+    size=r"tiny|small|base_plus|large",
+    model=r"unsamv2|sam2",
+    dataset=r"[a-z0-9]+",
+    table=r"table[0-9]+",
 
 
 def image_source_inputs(wildcards):
@@ -69,7 +73,102 @@ def uses_gpu():
 
 
 def final_outputs():
-    return [
+    targets = [
         f"{RESULTS}/report/pseudo_labels/summary.csv",
         f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
+    ]
+    if train_config():
+        targets.append(f"{RESULTS}/train/final.pt")
+    targets += evaluation_summaries()
+    targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in evaluation_tables()]
+    return targets
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def train_config():
+    return dict(config.get("train") or {})
+
+
+def base_checkpoint_path():
+    """The train section's base checkpoint: 'sam2' = the downloaded stock SAM-2.1, null = random init."""
+    base = train_config().get("base_checkpoint")
+    if base == "sam2":
+        return f"resources/checkpoints/sam2.1_hiera_{train_config().get('model_size', 'small')}.pt"
+    return base
+
+
+def base_checkpoint_inputs(wildcards):
+    return [base_checkpoint_path()] if base_checkpoint_path() else []
+
+
+def train_settings():
+    """The train section as JSON for `unsamv2 train`, with the base checkpoint resolved to a path."""
+    settings = train_config()
+    settings["base_checkpoint"] = base_checkpoint_path()
+    return json.dumps(settings, sort_keys=True)
+
+
+def train_launcher():
+    """One process per GPU: torchrun (DDP) for several GPUs, the plain command otherwise."""
+    gpus = int(config.get("train_gpus", 1))
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} -m unsamv2.cli"
+    return "unsamv2"
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+def evaluation_config():
+    return config.get("evaluation") or {}
+
+
+def evaluation_checkpoint(wildcards):
+    if wildcards.model == "sam2":
+        return f"resources/checkpoints/sam2.1_hiera_{evaluation_config().get('sam2_size', 'small')}.pt"
+    ckpt = evaluation_config().get("unsamv2_checkpoint", "train")
+    return f"{RESULTS}/train/final.pt" if ckpt == "train" else ckpt
+
+
+def evaluation_modes(wildcards):
+    key = "unsamv2_modes" if wildcards.model == "unsamv2" else "sam2_modes"
+    default = ["oracle", "best_fixed"] if wildcards.model == "unsamv2" else ["none", "best_of_3"]
+    return " ".join(f"--granularity-mode {m}" for m in evaluation_config().get(key, default))
+
+
+def evaluation_model_size():
+    return train_config().get("model_size", evaluation_config().get("sam2_size", "small"))
+
+
+def evaluation_limit():
+    limit = evaluation_config().get("limit")
+    return f"--limit {limit}" if limit else ""
+
+
+def evaluation_gpu():
+    return 1 if str(evaluation_config().get("device", "cuda")).startswith("cuda") else 0
+
+
+def evaluation_summaries():
+    return [
+        f"{RESULTS}/evaluation/interactive/{model}/{dataset}/summary.csv"
+        for model in evaluation_config().get("models", [])
+        for dataset in evaluation_config().get("datasets", [])
+    ]
+
+
+def evaluation_tables():
+    """Paper tables to average, restricted to the datasets this run evaluates (a table needs all of them)."""
+    evaluated = set(evaluation_config().get("datasets", []))
+    tables = evaluation_config().get("tables") or {}
+    return {name: ds for name, ds in tables.items() if ds and set(ds) <= evaluated}
+
+
+def table_summaries(wildcards):
+    return [
+        f"{RESULTS}/evaluation/interactive/{model}/{dataset}/summary.csv"
+        for model in evaluation_config().get("models", [])
+        for dataset in evaluation_tables()[wildcards.table]
     ]
