@@ -13,6 +13,7 @@ Typical use::
 Names are imported lazily, so ``import unsamv2.model`` (e.g. by the command line) does not load sam2 and torch
 until they are used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "write_random_checkpoint": "unsamv2.model.testing",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
