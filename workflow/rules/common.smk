@@ -77,10 +77,12 @@ def final_outputs():
         f"{RESULTS}/report/pseudo_labels/summary.csv",
         f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
     ]
-    if train_config():
+    stages = config.get("stages", ["discover", "train", "evaluate"])
+    if "train" in stages:
         targets.append(f"{RESULTS}/train/final.pt")
-    targets += evaluation_summaries()
-    targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in evaluation_tables()]
+    if "evaluate" in stages:
+        targets += evaluation_summaries()
+        targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in evaluation_tables()]
     return targets
 
 
