@@ -1,0 +1,200 @@
+"""Settings of the training stage (method.md §3): one dataclass mirroring the ``train:`` section of the config.
+
+The defaults are the paper's recipe (``unsamv2_small_training.yaml`` of the official code): SAM-2.1 hiera-small
+at 1024 px, LoRA rank 8, AdamW 1e-4 cosine → 1e-5, weight decay 1e-5, bf16 autocast on GPU, seed 1234, 5 epochs
+× dataset multiplier 2, 2 images per GPU, 30 masks per image, 3 correction clicks, augmentation on. The workflow
+passes the ``train`` section through unchanged (``unsamv2 train --settings JSON``), so the field names here are
+the config keys; :meth:`TrainConfig.from_dict` refuses unknown keys by name (a typo must not silently fall back to
+a default).
+
+``trainable`` chooses what is optimised:
+
+``unsamv2``
+    the paper: only the granularity encoder (Fourier MLP + type embedding), the granularity mask token and its
+    hypernetwork head, and the LoRA factors of the mask decoder (method.md §2.5; 345,760 scalars for
+    hiera-small at rank 8). Asserted before the first step: anything else requiring grad is an error.
+``demo_from_scratch``
+    for the offline demo only, where no pretrained SAM-2 weights exist: the ``unsamv2`` set **plus the whole
+    prompt encoder and mask decoder** (including the decoder's high-resolution feature projections
+    ``conv_s0``/``conv_s1``). A randomly initialised decoder frozen around a small trainable module cannot learn
+    to segment at all; the image encoder stays frozen (random) — its features still carry colour and texture
+    locally, and keeping it frozen is what makes the embedding cache possible on 2 CPU cores.
+``baseline_no_granularity``
+    the SAM-2-style ablation (the paper's Fig. 10 in miniature): stock SAM-2 architecture without any
+    granularity module, the same prompt-encoder + mask-decoder parameters as ``demo_from_scratch`` trained,
+    SAM-2's own mask tokens with **multimask output on the first click** and the best-of-3 loss (the candidate
+    with the lowest focal×20 + dice loss is supervised, as SAM-2's ``MultiStepMultiMasksAndIous``); correction
+    steps use the single-mask output, as SAM-2 does once there is more than one click.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from unsamv2.train.prompts import CORRECTION_METHODS
+
+__all__ = ["TRAINABLE_MODES", "TrainConfig"]
+
+TRAINABLE_MODES: tuple[str, ...] = ("unsamv2", "demo_from_scratch", "baseline_no_granularity")
+
+# Keys that may differ between a killed run and its resumption without changing the result: where the work runs
+# and how fast, not what is computed.
+# max_steps only truncates: the cosine schedule spans the full epochs whatever it is.
+RUNTIME_KEYS: frozenset[str] = frozenset(
+    {"device", "num_workers", "cache_embeddings", "cache_dir", "save_state_every", "max_steps"}
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; every field is a key of the ``train:`` config section.
+
+    Model:
+        model_size: SAM-2.1 size (``tiny``, ``small``, ``base_plus``, ``large``); the paper uses ``small``.
+        base_checkpoint: SAM-2.1 (or UnSAMv2) ``.pt`` to start from; ``None`` = random initialisation
+            (the offline demo; no pretrained weights exist offline).
+        lora_rank: LoRA rank on the decoder's attention projections (8; 0 = no LoRA).
+        lora_dropout, mlp_dropout: dropout of the LoRA input and of the granularity MLP (0.1 as the official code;
+            the DDP equivalence test sets them to 0 so that two runs draw no random dropout masks).
+        image_size: square model input (1024 in the paper; any positive multiple of 64).
+        trainable: one of :data:`TRAINABLE_MODES` (module docstring).
+
+    Data and prompts:
+        max_masks: masks drawn per image (30).
+        max_images: keep only the first N pseudo-label files (sorted); ``None`` = all.
+        augment: the official augmentation chain (flip, affine, colour jitter, grayscale).
+        correction_clicks: correction clicks after the first click (3); each step feeds back the previous
+            low-res logits as mask input.
+        correction_sampler: ``uniform`` (SAM-2 / UnSAMv2 HEAD) or ``graco`` (the GraCo-style sampler).
+
+    Optimisation:
+        epochs, multiplier: epochs and how many times each image is visited per epoch (5 and 2).
+        batch_size: images per process (per GPU); the global batch is ``batch_size × world size``.
+        lr, min_lr: AdamW learning rate, cosine-annealed per step down to ``min_lr`` (1e-4 → 1e-5).
+        weight_decay: AdamW weight decay (1e-5, constant).
+        grad_clip: max gradient norm, ``None`` = no clipping (the UnSAMv2 config removed SAM-2's 0.1).
+        seed: seed of the initialisation, the data order, the mask draws and the clicks (1234).
+        bf16: bf16 autocast when training on a GPU (ignored on CPU, where bf16 matmuls are slow).
+
+    Runtime (may change when a run is resumed):
+        device: ``auto`` (the local GPU of the process if there is one, else CPU), ``cpu`` or ``cuda``.
+        num_workers: DataLoader worker processes.
+        cache_embeddings: cache the frozen image encoder's outputs on disk and reuse them across epochs; only
+            allowed with a frozen encoder and ``augment: false`` (otherwise the features change every visit).
+        cache_dir: where the cache lives (default ``OUT_DIR/embedding_cache``); entries are keyed by a hash of
+            the encoder weights and the image size, so a stale cache is never read.
+        save_state_every: also write the resumable state every N steps (0 = at the end of each epoch only).
+        max_steps: stop after this many optimiser steps in total (``None`` = the full schedule; the cosine
+            schedule still spans the full ``epochs``). For budgeted demo runs and smoke tests.
+    """
+
+    # model
+    model_size: str = "small"
+    base_checkpoint: str | None = None
+    lora_rank: int = 8
+    lora_dropout: float = 0.1
+    mlp_dropout: float = 0.1
+    image_size: int = 1024
+    trainable: str = "unsamv2"
+    # data and prompts
+    max_masks: int = 30
+    max_images: int | None = None
+    augment: bool = True
+    correction_clicks: int = 3
+    correction_sampler: str = "uniform"
+    # optimisation
+    epochs: int = 5
+    multiplier: int = 2
+    batch_size: int = 2
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-5
+    grad_clip: float | None = None
+    seed: int = 1234
+    bf16: bool = True
+    # runtime
+    device: str = "auto"
+    num_workers: int = 0
+    cache_embeddings: bool = False
+    cache_dir: str | None = None
+    save_state_every: int = 0
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE_MODES:
+            raise ValueError(f"train.trainable must be one of {', '.join(TRAINABLE_MODES)}, got {self.trainable!r}")
+        if self.correction_sampler not in CORRECTION_METHODS:
+            raise ValueError(f"train.correction_sampler must be one of {', '.join(CORRECTION_METHODS)}, "
+                             f"got {self.correction_sampler!r}")
+        if self.image_size <= 0 or self.image_size % 64 != 0:
+            raise ValueError(f"train.image_size must be a positive multiple of 64, got {self.image_size}")
+        positive = {"epochs": self.epochs, "multiplier": self.multiplier, "batch_size": self.batch_size,
+                    "max_masks": self.max_masks}
+        for key, value in positive.items():
+            if int(value) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {value}")
+        if self.correction_clicks < 0 or self.lora_rank < 0 or self.num_workers < 0 or self.save_state_every < 0:
+            raise ValueError("train.correction_clicks, lora_rank, num_workers and save_state_every must be >= 0")
+        if not (0.0 < self.min_lr <= self.lr):
+            raise ValueError(f"train.min_lr must lie in (0, lr = {self.lr}], got {self.min_lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        for key in ("lora_dropout", "mlp_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"train.{key} must lie in [0, 1), got {getattr(self, key)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:<n>, got {self.device!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"train.max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"train.max_images must be >= 1 or null, got {self.max_images}")
+        if self.cache_embeddings and self.augment:
+            raise ValueError("train.cache_embeddings needs train.augment: false (augmented images change on every "
+                             "visit, so their embeddings cannot be reused)")
+
+    @property
+    def uses_granularity(self) -> bool:
+        """Whether the model has the granularity modules (every mode except the SAM-2-style baseline)."""
+        return self.trainable != "baseline_no_granularity"
+
+    @property
+    def multimask_first_step(self) -> bool:
+        """SAM-2's multimask output on the single-click step (only the SAM-2-style baseline)."""
+        return self.trainable == "baseline_no_granularity"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a config mapping; unknown keys are an error that names them and lists the known ones."""
+        if not isinstance(values, dict):
+            raise ValueError(f"train settings must be a mapping, got {type(values).__name__}")  # noqa: TRY004
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown train config key(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> TrainConfig:
+        """Parse the ``--settings`` JSON object of ``unsamv2 train`` (empty/None = all defaults)."""
+        if not text:
+            return cls()
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"--settings is not valid JSON: {exc}") from exc
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-able mapping (written into the training state and summary)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some keys changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def result_differences(self, other: TrainConfig) -> list[str]:
+        """Keys whose values differ between two configs and would change the trained weights."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return sorted(k for k in mine if k not in RUNTIME_KEYS and mine[k] != theirs[k])
