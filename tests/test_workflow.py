@@ -175,3 +175,11 @@ def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
         statuses = {r["file_name"]: r["status"] for r in csv.DictReader(fh, delimiter="\t")}
     assert statuses == {"a_chelsea.png": "done_before", "b_coffee.jpg": "done_before"}
     assert np.isfinite(float(summary["masks_per_image"]))
+
+
+def test_unknown_train_key_fails_before_any_job(tmp_path: Path) -> None:
+    work = _copy_workflow(tmp_path)
+    (work / "bad.yaml").write_text(yaml.safe_dump({"train": {"epocks": 3}}))
+    proc = _snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "epocks" in proc.stdout + proc.stderr

@@ -8,6 +8,13 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+if config.get("train"):
+    # The train section's keys are those of the trainer's settings; checking them here fails the whole run
+    # before any job starts, with the unknown key named, instead of hours later in the train job.
+    from unsamv2.train.config import TrainConfig
+
+    TrainConfig.from_dict({**config["train"], "base_checkpoint": None})
+
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
