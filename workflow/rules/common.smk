@@ -80,11 +80,13 @@ def uses_gpu():
 
 
 def final_outputs():
-    targets = [
-        f"{RESULTS}/report/pseudo_labels/summary.csv",
-        f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
-    ]
+    targets = []
     stages = config.get("stages", ["discover", "train", "evaluate"])
+    if "discover" in stages:
+        targets += [
+            f"{RESULTS}/report/pseudo_labels/summary.csv",
+            f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
+        ]
     if "train" in stages:
         targets.append(f"{RESULTS}/train/final.pt")
     if "evaluate" in stages:
