@@ -581,7 +581,7 @@ def plot_loss_curve(csv_path: str | os.PathLike[str], png_path: str | os.PathLik
             ax_terms.plot(*smooth(np.array([float(r[key]) for r in rows])), lw=1.0, color=f"C{k + 1}", label=key)
         for key, colour in (("iou_first", "C5"), ("iou_last", "C6")):
             ax_iou.plot(*smooth(np.array([float(r[key]) for r in rows])), lw=1.2, color=colour, label=key)
-    ax_total.set(xlabel="step", ylabel="weighted total loss", title=title or "training loss")
+    ax_total.set(xlabel="step", ylabel="weighted total loss", yscale="log", title=title or "training loss")
     ax_terms.set(xlabel="step", ylabel="unweighted term (summed over clicks)", yscale="log",
                  title="loss terms (moving mean)")
     ax_iou.set(xlabel="step", ylabel="IoU (logits > 0) vs training targets", ylim=(0, 1),
