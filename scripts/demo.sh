@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The offline demo, end to end: creates .venv if needed, then runs the workflow on scikit-image's photos with
-# the weight-free backbone (config/demo.yaml). No network beyond the package registries; CPU only.
+# The offline demo, end to end: creates .venv if needed, then runs the workflow twice, CPU only, no network
+# beyond the package registries:
+#   1. config/demo_photos.yaml: Stage 1 (discovery + granularity + report) on scikit-image's photographs (~1 min);
+#   2. config/demo.yaml: the granularity ablation in miniature on synthetic scenes: discovery → training of
+#      UnSAMv2 and of the SAM-2-style baseline from random initialisation → evaluation (~15-20 min on 2 cores).
+# Extra arguments go to both snakemake calls (e.g. --cores 4, -n).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 source "${UNSAMV2_VENV:-.venv}/bin/activate"
+snakemake --cores "${CORES:-all}" --configfile config/demo_photos.yaml "$@"
 snakemake --cores "${CORES:-all}" --configfile config/demo.yaml "$@"
 echo
-echo "Demo results: results/demo/report/pseudo_labels/ (summary.csv, per_image.csv, granularity_histogram.png)"
-echo "Pseudo-labels (SA-1B-style JSON, one per image): results/demo/pseudo_labels/json/"
+echo "Stage 1 on photographs: results/demo_photos/report/pseudo_labels/ (summary.csv, granularity_histogram.png, ...)"
+echo "Pseudo-labels (SA-1B-style JSON, one per image): results/demo_photos/pseudo_labels/json/"
+echo "Training experiment: results/demo/evaluation/interactive/demo.csv (1-IoU and NoC85, UnSAMv2 with the"
+echo "granularity oracle vs the SAM-2-style baseline's best of 3 masks), per-model folders beside it,"
+echo "loss curves in results/demo/train*/, pseudo-label recall in results/demo/report/pseudo_labels/"

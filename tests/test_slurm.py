@@ -65,7 +65,7 @@ def _demo_run(tmp_path: Path) -> tuple[Path, Path]:
     Image.fromarray(skimage.data.chelsea()).save(photos / "a_chelsea.png")
     Image.fromarray(skimage.data.coffee()[::2, ::2]).save(photos / "b_coffee.jpg")
     Image.fromarray(skimage.data.camera()[::2, ::2]).save(photos / "c_camera.png")  # grayscale
-    cfg = yaml.safe_load((work / "config" / "demo.yaml").read_text())
+    cfg = yaml.safe_load((work / "config" / "demo_photos.yaml").read_text())
     cfg["run"] = "t"
     cfg["images"].update({"source": "folder", "folder": str(photos), "max_images": 3, "shard_size": 2})
     cfg["discovery"]["local_size"] = 256

@@ -55,7 +55,7 @@ def test_lint_reports_only_the_documented_conda_exemption(tmp_path: Path) -> Non
     titles = [line.strip() for line in out.splitlines() if line.strip().startswith("* ")]
     rules = [line for line in out.splitlines() if line.startswith("Lints for rule")]
     # One conda lint per rule (README: deliberate exemption, rules use the pip environment) and nothing else.
-    assert len(rules) == 14  # every rule of the workflow
+    assert len(rules) == 17  # every rule of the workflow
     assert titles == ["* Specify a conda environment or container for each rule.:"] * len(rules), out
 
 
@@ -115,7 +115,7 @@ def test_missing_links_file_fails_at_run_time_saying_what_and_where(tmp_path: Pa
 
 
 def _write_demo_config(work: Path, folder: Path, max_images: int, shard_size: int) -> Path:
-    cfg = yaml.safe_load((work / "config" / "demo.yaml").read_text())
+    cfg = yaml.safe_load((work / "config" / "demo_photos.yaml").read_text())
     cfg["run"] = "t"
     cfg["images"].update({"source": "folder", "folder": str(folder), "max_images": max_images,
                           "shard_size": shard_size})
@@ -183,3 +183,53 @@ def test_unknown_train_key_fails_before_any_job(tmp_path: Path) -> None:
     proc = _snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "epocks" in proc.stdout + proc.stderr
+
+
+def test_demo_experiment_dag_trains_both_models_and_evaluates_them_on_held_out_scenes(tmp_path: Path) -> None:
+    """config/demo.yaml end to end on a toy budget: synthetic scenes → discovery → UnSAMv2 and the SAM-2-style
+    baseline trained with the same settings → both evaluated on held-out scenes through evaluate_interactive."""
+    work = _copy_workflow(tmp_path)
+    cfg = yaml.safe_load((work / "config" / "demo.yaml").read_text())
+    assert cfg["stages"] == ["discover", "train", "evaluate"]
+    cfg["run"] = "t"
+    cfg["images"].update({"max_images": 4, "shard_size": 2})
+    cfg["synthetic"].update({"train_images": 5, "eval_images": 2, "image_size": 128})
+    cfg["discovery"].update({"local_size": 128, "maskcut_long_side": 128})
+    cfg["train"].update({"epochs": 1, "multiplier": 1, "batch_size": 2, "max_steps": 1,
+                         "cache_dir": "results/t/train_embedding_cache"})
+    cfg["evaluation"].update({"max_clicks": 2, "limit": 1})
+    (work / "t.yaml").write_text(yaml.safe_dump(cfg))
+
+    dry = _snakemake(work, "-n", "--configfile", "t.yaml")
+    counts = _job_counts(dry.stdout)
+    assert counts["synthetic_scenes"] == 1 and counts["synthetic_benchmark"] == 1
+    assert counts["discover_shard"] == 2 and counts["train"] == 1 and counts["train_baseline"] == 1
+    assert counts["evaluate_interactive"] == 2 and counts["average_interactive"] == 1
+    assert counts["pseudo_label_recall"] == 1
+
+    _snakemake(work, "--cores", "2", "--configfile", "t.yaml")
+    out = work / "results" / "t"
+    # Only the first 4 of the 5 generated scenes were listed for discovery.
+    with open(out / "report" / "pseudo_labels" / "recall_vs_ground_truth.csv") as fh:
+        assert {r["level"] for r in csv.DictReader(fh)} >= {"object", "all"}
+    listed = [Path(line.split("\t")[1]).name for line in (out / "images.txt").read_text().splitlines()]
+    assert listed == [f"syn_{i:06d}.png" for i in range(4)]
+    ours = json.loads((out / "train" / "train_summary.json").read_text())["config"]
+    base = json.loads((out / "train_baseline" / "train_summary.json").read_text())["config"]
+    assert ours["trainable"] == "demo_from_scratch" and base["trainable"] == "baseline_no_granularity"
+    # Same budget: the two trainings differ only in what the ablation removes.
+    assert {k for k in ours if ours[k] != base[k]} == {"trainable"}
+
+    rows = {}
+    for model in ("unsamv2", "sam2"):
+        with open(out / "evaluation" / "interactive" / model / "synthetic" / "summary.csv") as fh:
+            rows.update({(r["model"], r["granularity_mode"]): r for r in csv.DictReader(fh)})
+        run = json.loads((out / "evaluation" / "interactive" / model / "synthetic" / "run.json").read_text())
+        assert run["target_iou"] == 0.85 and run["dataset_options"]["level"] == "all"
+        assert run["checkpoint"].endswith("train/final.pt" if model == "unsamv2" else "train_baseline/final.pt")
+    assert set(rows) == {("unsamv2-demo", "oracle"), ("sam2-style-baseline-demo", "best_of_3")}
+    # limit 1 = the first held-out scene, every object/part/sub-part of it; both models saw the same objects.
+    assert len({r["n_objects"] for r in rows.values()}) == 1 and int(next(iter(rows.values()))["n_objects"]) > 0
+    with open(out / "evaluation" / "interactive" / "demo.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert {(r["model"], r["granularity_mode"]) for r in table} >= set(rows)

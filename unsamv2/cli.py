@@ -133,6 +133,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudo_label_recall(args: argparse.Namespace) -> int:
+    from unsamv2.report.recall import write_recall_csv
+
+    for row in write_recall_csv(args.labels_dir, args.annotations, args.out):
+        log.info("%s: %d regions, mean best IoU %.1f %%, found at IoU >= 0.5: %.1f %%", row["level"],
+                 row["n_regions"], row["mean_best_iou"], row["found_at_iou50"])
+    return 0
+
+
 def cmd_report_pseudo_labels(args: argparse.Namespace) -> int:
     from unsamv2.discovery.shard import output_name, read_manifest
     from unsamv2.report.pseudo_labels import write_report
@@ -236,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="")
     p.add_argument("--images", default=None, help="images.txt; adds examples.png (masks coloured by granularity)")
     p.set_defaults(func=cmd_report_pseudo_labels)
+
+    p = sub.add_parser("pseudo-label-recall",
+                       help="score pseudo-labels against known ground truth per level (synthetic scenes)")
+    p.add_argument("--labels-dir", required=True, help="pseudo-label JSONs")
+    p.add_argument("--annotations", required=True, help="ground-truth JSONs of the same names (with 'level')")
+    p.add_argument("--out", required=True, help="CSV: level, n_regions, mean_best_iou, found_at_iou50 (percent)")
+    p.set_defaults(func=cmd_pseudo_label_recall)
 
     # Commands of the model and evaluation stages register themselves when their modules are present.
     stage_modules = ("unsamv2.model.cli_commands", "unsamv2.evaluate.cli_commands", "unsamv2.train.cli_commands")

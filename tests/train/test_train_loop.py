@@ -291,30 +291,3 @@ def test_cli_train_and_unknown_setting(scenes: Path, tmp_path: Path, caplog: pyt
                "--out-dir", str(tmp_path / "bad"), "--settings", '{"epoch": 3}'])
     assert rc == 2
     assert "unknown train config key(s): epoch" in caplog.text
-
-
-@pytest.mark.slow
-def test_demo_experiment_writes_the_summary_contract(tmp_path: Path) -> None:
-    """The whole demo on a toy budget: 3 scenes, 2 steps per model, 1 held-out scene, 2 clicks."""
-    import dataclasses
-
-    from unsamv2.evaluate.summary import SUMMARY_COLUMNS
-    from unsamv2.train.demo import DemoSettings, run_demo_experiment
-
-    defaults = DemoSettings()
-    settings = dataclasses.replace(
-        defaults, n_train_images=3, n_eval_images=1, max_clicks=2,
-        train={**defaults.train, "max_steps": 2, "multiplier": 1, "batch_size": 2, "max_masks": 4,
-               "correction_clicks": 1},
-    )
-    result = run_demo_experiment(tmp_path, settings)
-    with result.summary_csv.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert tuple(rows[0]) == SUMMARY_COLUMNS
-    assert [(r["model"], r["granularity_mode"]) for r in rows] == [
-        ("unsamv2-demo", "oracle"), ("sam2-style-baseline-demo", "none"), ("sam2-style-baseline-demo", "best_of_3")]
-    assert set(result.iou1) == {"unsamv2-demo (oracle)", "sam2-style-baseline-demo (none)",
-                                "sam2-style-baseline-demo (best_of_3)"}
-    for name in ("train/unsamv2/final.pt", "train/baseline/final.pt", "evaluation/miou_curve.png",
-                 "demo_result.json"):
-        assert (tmp_path / name).is_file(), name

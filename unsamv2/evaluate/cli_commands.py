@@ -48,6 +48,11 @@ def build_model(kind: str, checkpoint: str | None, size: str, config: str | None
     if kind == "sam2":
         from unsamv2.model.build import MODEL_CONFIGS, normalize_model_size
 
+        if image_size != 1024:
+            if config is not None:
+                raise ValueError("--config builds sam2's 1024-px model; with --image-size give --size instead")
+            return Sam2BaselineModel.build_sized(normalize_model_size(size), checkpoint, image_size, device=device,
+                                                 name=label)
         return Sam2BaselineModel.build(config or MODEL_CONFIGS[normalize_model_size(size)], checkpoint,
                                        device=device, name=label)
     raise ValueError(f"unknown --model {kind!r}; expected unsamv2 or sam2")
@@ -188,7 +193,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", default=None, help="weights (.pt); omitted = random weights, labelled as such")
     p.add_argument("--size", default="small", help="SAM-2.1 size: tiny, small, base_plus, large (default small)")
     p.add_argument("--config", default=None, help="sam2 config name for --model sam2 (default from --size)")
-    p.add_argument("--image-size", type=int, default=1024, help="UnSAMv2 model input size (1024 for real weights)")
+    p.add_argument("--image-size", type=int, default=1024, help="model input size (1024 for real weights; smaller for the demo's models)")
     p.add_argument("--model-label", default=None, help="name in the CSVs (default: the --model value)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--granularity-mode", action="append", metavar="MODE",

@@ -172,6 +172,29 @@ class Sam2BaselineModel:
                                        max_sprinkle_area=0.0)
         return cls(predictor, name=name)
 
+    @classmethod
+    def build_sized(cls, size: str, checkpoint: str | Path | None, image_size: int, device: str,
+                    name: str = "sam2") -> Sam2BaselineModel:
+        """Stock SAM-2.1 of ``size`` at another input size (e.g. the offline demo's 128-px models).
+
+        sam2's ``SAM2ImagePredictor`` hard-codes the feature sizes of a 1024-px input; here they are derived from
+        the model's image size, as :class:`unsamv2.model.predictor.UnSAMv2ImagePredictor` does.
+        """
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        from unsamv2.model.build import build_sam2_base
+        from unsamv2.model.checkpoint import load_checkpoint
+
+        model = build_sam2_base(size, image_size=image_size)
+        if checkpoint is not None:
+            load_checkpoint(model, checkpoint)
+        model.to(device).eval()
+        predictor = SAM2ImagePredictor(model, mask_threshold=OFFICIAL_MASK_THRESHOLD, max_hole_area=0.0,
+                                       max_sprinkle_area=0.0)
+        s = image_size
+        predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        return cls(predictor, name=name)
+
     def set_image(self, image: np.ndarray) -> None:
         self.predictor.set_image(image)
 

@@ -21,6 +21,12 @@ LOGS = f"logs/{RUN}"
 BENCH = f"{RESULTS}/benchmarks"
 N_SHARDS = math.ceil(config["images"]["max_images"] / config["images"]["shard_size"])
 SHARDS = [str(i) for i in range(N_SHARDS)]
+# Generated training scenes live with the run: their size and seed are the run's settings.
+SYNTHETIC_TRAIN = f"{RESULTS}/synthetic_scenes"
+
+
+def synthetic_config():
+    return config.get("synthetic") or {}
 
 
 wildcard_constraints:
@@ -30,7 +36,7 @@ wildcard_constraints:
     size=r"tiny|small|base_plus|large",
     model=r"unsamv2|sam2",
     dataset=r"[a-z0-9]+",
-    table=r"table[0-9]+",
+    table=r"[a-z][a-z0-9_]*",
 
 
 def image_source_inputs(wildcards):
@@ -41,6 +47,8 @@ def image_source_inputs(wildcards):
         return ["resources/demo/images"]
     if source == "sa1b":
         return [f"resources/sa1b/images/{tar}.txt" for tar in config["sa1b"]["tars"]]
+    if source == "synthetic":
+        return [f"{SYNTHETIC_TRAIN}/.done"]
     return []
 
 
@@ -50,6 +58,8 @@ def image_folder():
         return "resources/demo/images"
     if source == "sa1b":
         return "resources/sa1b/images"
+    if source == "synthetic":
+        return f"{SYNTHETIC_TRAIN}/images"
     if not config["images"].get("folder"):
         raise ValueError("config key images.folder must be set when images.source is 'folder'")
     return config["images"]["folder"]
@@ -87,8 +97,12 @@ def final_outputs():
             f"{RESULTS}/report/pseudo_labels/summary.csv",
             f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
         ]
+        if config["images"]["source"] == "synthetic":
+            targets.append(f"{RESULTS}/report/pseudo_labels/recall_vs_ground_truth.csv")
     if "train" in stages:
         targets.append(f"{RESULTS}/train/final.pt")
+        if evaluation_config().get("sam2_checkpoint") == "train_baseline":
+            targets.append(f"{RESULTS}/train_baseline/final.pt")
     if "evaluate" in stages:
         targets += evaluation_summaries()
         targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in evaluation_tables()]
@@ -114,10 +128,17 @@ def base_checkpoint_inputs(wildcards):
     return [base_checkpoint_path()] if base_checkpoint_path() else []
 
 
-def train_settings():
-    """The train section as JSON for `unsamv2 train`, with the base checkpoint resolved to a path."""
+def train_settings(baseline=False):
+    """The train section as JSON for `unsamv2 train`, with the base checkpoint resolved to a path.
+
+    ``baseline``: the SAM-2-style ablation with the same budget (stock architecture, no granularity input, the
+    prompt encoder and mask decoder trained; ``unsamv2.train.config``'s ``baseline_no_granularity``).
+    """
     settings = train_config()
     settings["base_checkpoint"] = base_checkpoint_path()
+    if baseline:
+        settings["trainable"] = "baseline_no_granularity"
+        settings["lora_rank"] = 0  # the stock architecture has no LoRA
     return json.dumps(settings, sort_keys=True)
 
 
@@ -138,6 +159,11 @@ def evaluation_config():
 
 def evaluation_checkpoint(wildcards):
     if wildcards.model == "sam2":
+        ckpt = evaluation_config().get("sam2_checkpoint", "download")
+        if ckpt == "train_baseline":
+            return f"{RESULTS}/train_baseline/final.pt"
+        if ckpt != "download":
+            return ckpt
         return f"resources/checkpoints/sam2.1_hiera_{evaluation_config().get('sam2_size', 'small')}.pt"
     ckpt = evaluation_config().get("unsamv2_checkpoint", "train")
     return f"{RESULTS}/train/final.pt" if ckpt == "train" else ckpt
@@ -149,8 +175,26 @@ def evaluation_modes(wildcards):
     return " ".join(f"--granularity-mode {m}" for m in evaluation_config().get(key, default))
 
 
-def evaluation_model_size():
+def evaluation_model_size(wildcards):
+    """Stock SAM-2.1 of sam2_size for downloaded weights, else the trained size (a path is read as it is)."""
+    if wildcards.model == "sam2" and evaluation_config().get("sam2_checkpoint", "download") == "download":
+        return evaluation_config().get("sam2_size", "small")
     return train_config().get("model_size", evaluation_config().get("sam2_size", "small"))
+
+
+def evaluation_model_options(wildcards):
+    """Model label, loader options and target IoU of one (model, dataset) job as command-line options."""
+    cfg = evaluation_config()
+    args = []
+    label = (cfg.get("labels") or {}).get(wildcards.model)
+    if label:
+        args.append(f"--model-label {label}")
+    for key, value in ((cfg.get("dataset_options") or {}).get(wildcards.dataset) or {}).items():
+        args.append(f"--dataset-option {key}={json.dumps(value)}")
+    target = (cfg.get("target_iou") or {}).get(wildcards.dataset)
+    if target is not None:
+        args.append(f"--target-iou {target}")
+    return " ".join(args)
 
 
 def evaluation_limit():

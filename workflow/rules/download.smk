@@ -3,6 +3,7 @@
 
 localrules:
     demo_images,
+    synthetic_scenes,
     fetch_sa1b_tar,
     extract_sa1b,
     download_backbone,
@@ -15,6 +16,23 @@ rule demo_images:
         "logs/download/demo_images.log",
     shell:
         "unsamv2 demo-images {output} > {log} 2>&1"
+
+
+rule synthetic_scenes:
+    # Training scenes of the offline experiment (images.source: synthetic). Discovery sees only the images; the
+    # ground truth written beside them is for measuring how good the pseudo-labels are, never for training.
+    output:
+        done=f"{SYNTHETIC_TRAIN}/.done",
+    params:
+        root=lambda wildcards, output: os.path.dirname(output.done),
+        n=synthetic_config().get("train_images", 128),
+        seed=synthetic_config().get("train_seed", 0),
+        size=synthetic_config().get("image_size", 256),
+    log:
+        f"{LOGS}/synthetic_scenes.log",
+    shell:
+        "unsamv2 synthetic {params.root} --n {params.n} --seed {params.seed} --size {params.size} {params.size} "
+        "> {log} 2>&1 && echo {params.n} > {output.done}"
 
 
 rule fetch_sa1b_tar:

@@ -22,14 +22,15 @@ ruleorder: synthetic_benchmark > prepare_dataset
 
 
 rule synthetic_benchmark:
-    # Held-out synthetic scenes with ground truth at every level (the offline benchmark).
+    # Held-out synthetic scenes with ground truth at every level (the offline benchmark); the params are part of
+    # the job's identity, so another seed or size regenerates them.
     output:
         done="resources/datasets/synthetic/.prepared",
     params:
         root=lambda wildcards, output: os.path.dirname(output.done),
-        n=config.get("synthetic", {}).get("eval_images", 20),
-        seed=config.get("synthetic", {}).get("eval_seed", 999),
-        size=config.get("synthetic", {}).get("image_size", 256),
+        n=synthetic_config().get("eval_images", 20),
+        seed=synthetic_config().get("eval_seed", 999),
+        size=synthetic_config().get("image_size", 256),
     log:
         "logs/download/dataset_synthetic.log",
     shell:
@@ -48,7 +49,8 @@ rule evaluate_interactive:
         root=lambda wildcards, input: os.path.dirname(input.data),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         modes=evaluation_modes,
-        size=evaluation_model_size(),
+        size=evaluation_model_size,
+        options=evaluation_model_options,
         image_size=config["evaluation"].get("image_size", 1024),
         max_clicks=config["evaluation"].get("max_clicks", 20),
         limit=evaluation_limit(),
@@ -65,7 +67,7 @@ rule evaluate_interactive:
     shell:
         "unsamv2 evaluate-interactive --dataset {wildcards.dataset} --root {params.root} "
         "--model {wildcards.model} --checkpoint {input.checkpoint} --size {params.size} "
-        "--image-size {params.image_size} {params.modes} --max-clicks {params.max_clicks} {params.limit} "
+        "--image-size {params.image_size} {params.options} {params.modes} --max-clicks {params.max_clicks} {params.limit} "
         "--device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -3,6 +3,7 @@
 
 localrules:
     report_pseudo_labels,
+    pseudo_label_recall,
 
 
 rule report_pseudo_labels:
@@ -37,3 +38,25 @@ rule report_pseudo_labels:
     shell:
         "unsamv2 report-pseudo-labels --labels-dir {params.labels_dir} --manifests {input.manifests} "
         "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} --images {input.images} > {log} 2>&1"
+
+
+rule pseudo_label_recall:
+    # Only for generated scenes (images.source: synthetic), whose ground truth is known: how much of the true
+    # object/part/sub-part hierarchy Stage 1 recovered, before any training.
+    input:
+        manifests=expand(f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv", shard=SHARDS),
+        scenes=f"{SYNTHETIC_TRAIN}/.done",
+    output:
+        report(
+            f"{RESULTS}/report/pseudo_labels/recall_vs_ground_truth.csv",
+            caption="../report/pseudo_label_recall.rst",
+            category="Stage 1: pseudo-labels",
+        ),
+    params:
+        labels_dir=f"{RESULTS}/pseudo_labels/json",
+        annotations=f"{SYNTHETIC_TRAIN}/annotations",
+    log:
+        f"{LOGS}/pseudo_label_recall.log",
+    shell:
+        "unsamv2 pseudo-label-recall --labels-dir {params.labels_dir} --annotations {params.annotations} "
+        "--out {output} > {log} 2>&1"
