@@ -741,7 +741,8 @@ def train(
         total_steps = steps_per_epoch * config.epochs
         stop_step = total_steps if config.max_steps is None else min(total_steps, config.max_steps)
 
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        # foreach: one vectorised update over all parameter tensors; the per-tensor loop cost ~20 % of a demo step.
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _CosineFactor(total_steps, config.lr, config.min_lr))
 
