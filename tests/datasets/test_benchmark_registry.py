@@ -69,6 +69,8 @@ def test_register_an_extra_dataset_and_load_it(tmp_path: Path):
 
 def test_synthetic_is_resolved_through_its_own_module(monkeypatch):
     monkeypatch.setitem(registry._SELF_REGISTERING_MODULES, "synthetic", "unsamv2.datasets.no_such_module")
+    # Another test may have imported the module already (it registers itself then): forget that registration.
+    monkeypatch.delitem(registry._REGISTRY, "synthetic", raising=False)
     with pytest.raises(KeyError, match="not installed"):
         get_dataset("synthetic")
 
