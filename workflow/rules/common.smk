@@ -37,6 +37,7 @@ wildcard_constraints:
     model=r"unsamv2|sam2",
     dataset=r"[a-z0-9]+",
     table=r"[a-z][a-z0-9_]*",
+    trainrun=r"train|train_baseline",
 
 
 def image_source_inputs(wildcards):
