@@ -14,21 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from unsamv2.datasets.synthetic import LEVEL_NAMES
+from unsamv2.discovery.nms import mask_iou_matrix
 from unsamv2.io.atomic import atomic_output
 from unsamv2.io.masks import decode_rle
 
 __all__ = ["RECALL_COLUMNS", "best_ious_per_level", "write_recall_csv"]
 
 RECALL_COLUMNS: tuple[str, ...] = ("level", "n_regions", "mean_best_iou", "found_at_iou50")
-
-
-def _iou_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """IoU of every (gt, pred) pair of bool stacks (G, H, W) and (P, H, W) → (G, P)."""
-    g = gt.reshape(len(gt), -1).astype(np.float32)
-    p = pred.reshape(len(pred), -1).astype(np.float32)
-    inter = g @ p.T
-    union = g.sum(1)[:, None] + p.sum(1)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def best_ious_per_level(pseudo_dir: str | Path, annotations_dir: str | Path) -> dict[str, list[float]]:
@@ -56,7 +48,7 @@ def best_ious_per_level(pseudo_dir: str | Path, annotations_dir: str | Path) -> 
             pred = np.stack([decode_rle(a["segmentation"]).astype(bool) for a in pl_anns])
             if pred.shape[1:] != gt.shape[1:]:
                 raise ValueError(f"{pl_file}: masks are {pred.shape[1:]}, the ground truth {gt.shape[1:]}")
-            scores = _iou_matrix(gt, pred).max(axis=1)
+            scores = mask_iou_matrix(gt, pred).max(axis=1)
         else:
             scores = np.zeros(len(gt), dtype=np.float32)
         for ann, score in zip(gt_anns, scores, strict=True):
