@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from unsamv2.core import mask_overlap
+from unsamv2.core.mask_overlap import intersection_matrix, mask_iou_matrix
 from unsamv2.discovery import nms
 from unsamv2.discovery.nms import (
-    intersection_matrix,
-    mask_iou_matrix,
     protected_nms,
     protected_nms_indices,
     windowed_nms,
@@ -82,7 +82,9 @@ def test_iou_matrix_chunking_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     a = rng.random((5, 13, 11)) > 0.5
     b = rng.random((4, 13, 11)) > 0.3
     full = intersection_matrix(a, b)
-    monkeypatch.setattr(nms, "_CHUNK_PIXELS", 7)  # forces 21 pixel chunks and row chunks in the banded IoU
+    # Forces 21 pixel chunks in the intersections and row chunks in the banded IoU.
+    monkeypatch.setattr(mask_overlap, "CHUNK_PIXELS", 7)
+    monkeypatch.setattr(nms, "CHUNK_PIXELS", 7)
     assert np.array_equal(intersection_matrix(a, b), full)
     brute = np.array([[np.count_nonzero(x & y) for y in b] for x in a])
     assert np.array_equal(full, brute)

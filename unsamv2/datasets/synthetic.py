@@ -38,7 +38,6 @@ so it does not depend on how many images are written. ``load_synthetic`` (regist
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from unsamv2.datasets.sample import ObjectMask, Sample
 from unsamv2.discovery.granularity import granularity_scores
 from unsamv2.io.atomic import atomic_output, atomic_write_json
 from unsamv2.io.masks import decode_rle, encode_rle, mask_bbox_xywh
+from unsamv2.io.pseudo_labels import make_document, read_document
 
 __all__ = [
     "LEVELS",
@@ -382,16 +382,8 @@ def scene_annotations(scene: Scene, image_id: int, min_area: int = 20) -> list[d
 
 
 def _image_document(image_id: int, file_name: str, hw: tuple[int, int], anns: list[dict[str, Any]]) -> dict:
-    h, w = hw
-    return {
-        "info": {"description": "unsamv2 synthetic hierarchical scenes (exact ground truth)", "version": "1.0",
-                 "date_created": _DATE},
-        "licenses": [{"id": 1, "name": "Apache License"}],
-        "categories": [{"id": 1, "name": "fg", "supercategory": "fg"}],
-        "image": {"id": image_id, "file_name": file_name, "width": w, "height": h, "date_captured": _DATE,
-                  "license": 1, "coco_url": "", "flickr_url": ""},
-        "annotations": anns,
-    }
+    return make_document(image_id, file_name, hw, anns,
+                         description="unsamv2 synthetic hierarchical scenes (exact ground truth)", date=_DATE)
 
 
 def write_synthetic_dataset(
@@ -467,7 +459,7 @@ def load_synthetic(root: Path, level: str = "object", max_images: int | None = N
     for path in files:
         image_path = Path(root) / "images" / f"{path.stem}.png"
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = read_document(path)
             image_path = Path(root) / "images" / doc["image"]["file_name"]
             objects = [ObjectMask(decode_rle(a["segmentation"]), None, str(a["id"]))
                        for a in doc["annotations"] if a.get("level") in wanted]

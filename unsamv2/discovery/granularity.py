@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unsamv2.discovery.nms import mask_areas
+from unsamv2.core.mask_overlap import mask_areas
 
 # Added under every square root by the reference; kept so the scores match it to the last bit.
 _SQRT_EPS = 1e-10

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from unsamv2.discovery.nms import as_mask_stack, intersection_matrix, mask_areas
+from unsamv2.core.mask_overlap import as_mask_stack, intersection_matrix, iou_from_counts, mask_areas
 
 HierarchyMode = Literal["containment", "iou"]
 
@@ -62,10 +62,7 @@ def _iou_matrix_self(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IoU matrix of a stack with itself and the areas, from one intersection product."""
     inter = intersection_matrix(stack, stack)
     areas = mask_areas(stack)
-    union = areas[:, None] + areas[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / union
-    return np.where(union > 0, iou, 0.0), areas
+    return iou_from_counts(inter, areas[:, None], areas[None, :]), areas
 
 
 def find_instances_and_parts(

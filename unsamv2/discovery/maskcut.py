@@ -47,6 +47,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.linalg import eigh
 
+from unsamv2.core.mask_overlap import iou_from_counts
+
 AFFINITY_EPS = 1e-5
 _REJECT_IOU = 0.5
 _MIN_AREA_RATIO = 0.01
@@ -126,8 +128,7 @@ def seed_component(eigenvector: np.ndarray, grid_hw: tuple[int, int]) -> np.ndar
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return 0.0 if union == 0 else np.count_nonzero(a & b) / union
+    return float(iou_from_counts(np.count_nonzero(a & b), np.count_nonzero(a), np.count_nonzero(b)))
 
 
 def maskcut_forward(

@@ -18,68 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-# Pixels per matmul chunk. float32 represents integers exactly up to 2**24, so chunks of at most 2**22 pixels
-# give exact partial counts; those are accumulated in int64.
-_CHUNK_PIXELS = 1 << 22
-
-
-def _flat(stack: np.ndarray) -> np.ndarray:
-    """(n, H, W) -> (n, H*W); explicit sizes because ``reshape(0, -1)`` is ambiguous for an empty stack."""
-    return stack.reshape(stack.shape[0], stack.shape[1] * stack.shape[2])
-
-
-def as_mask_stack(masks: np.ndarray, name: str) -> np.ndarray:
-    """Return ``masks`` as an (n, H, W) bool array, raising a clear error for any other shape."""
-    arr = np.asarray(masks)
-    if arr.ndim != 3:
-        raise ValueError(f"{name}: expected an (n, H, W) mask stack, got shape {arr.shape}")
-    return arr.astype(bool, copy=False)
-
-
-def mask_areas(masks: np.ndarray) -> np.ndarray:
-    """Pixel count of every mask of an (n, H, W) stack, as int64."""
-    stack = as_mask_stack(masks, "masks")
-    return np.count_nonzero(_flat(stack), axis=1).astype(np.int64)
-
-
-def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection pixel counts: ``out[i, j] = |a_i ∩ b_j|``, shape (n, m), int64.
-
-    Computed as a product of flattened 0/1 matrices, chunked over pixels so the float32 temporaries stay
-    small and every partial sum is exact.
-    """
-    sa = as_mask_stack(a, "a")
-    sb = as_mask_stack(b, "b")
-    if sa.shape[1:] != sb.shape[1:]:
-        raise ValueError(f"mask sizes differ: a is {sa.shape[1:]}, b is {sb.shape[1:]}")
-    n, m = sa.shape[0], sb.shape[0]
-    fa = _flat(sa)
-    fb = _flat(sb)
-    out = np.zeros((n, m), dtype=np.int64)
-    if n == 0 or m == 0:
-        return out
-    for start in range(0, fa.shape[1], _CHUNK_PIXELS):
-        ca = fa[:, start : start + _CHUNK_PIXELS].astype(np.float32)
-        cb = fb[:, start : start + _CHUNK_PIXELS].astype(np.float32)
-        out += np.rint(ca @ cb.T).astype(np.int64)
-    return out
-
-
-def _iou_from_counts(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
-    """IoU from intersection counts; 0 where the union is empty, as in the reference ``iou``."""
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / union
-    return np.where(union > 0, iou, 0.0)
-
-
-def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two mask stacks (n, H, W) and (m, H, W): an (n, m) float64 array.
-
-    The IoU of two empty masks is 0, as in the reference helper.
-    """
-    inter = intersection_matrix(a, b)
-    return _iou_from_counts(inter, mask_areas(a)[:, None], mask_areas(b)[None, :])
+from unsamv2.core.mask_overlap import (
+    CHUNK_PIXELS,
+    as_mask_stack,
+    flatten_masks,
+    iou_from_counts,
+    mask_areas,
+    mask_iou_matrix,
+)
 
 
 def area_descending_order(masks: np.ndarray) -> np.ndarray:
@@ -94,17 +40,17 @@ def _banded_iou(stack: np.ndarray, order: np.ndarray, step: int) -> np.ndarray:
     Rows are gathered through ``order`` chunk by chunk, so the stack is never copied whole.
     """
     n = order.size
-    flat = _flat(stack)
+    flat = flatten_masks(stack)
     areas = np.count_nonzero(flat, axis=1).astype(np.int64)[order]
     band = np.zeros((n, max(step, 1)), dtype=np.float64)
-    # Row chunks bound the bool temporaries to about 3 * 16 * _CHUNK_PIXELS bytes.
-    rows = max(1, (_CHUNK_PIXELS * 16) // max(flat.shape[1], 1))
+    # Row chunks bound the bool temporaries to about 3 * 16 * CHUNK_PIXELS bytes.
+    rows = max(1, (CHUNK_PIXELS * 16) // max(flat.shape[1], 1))
     for d in range(1, min(step, n)):
         inter = np.empty(n - d, dtype=np.int64)
         for r in range(0, n - d, rows):
             stop = min(r + rows, n - d)
             inter[r:stop] = np.count_nonzero(flat[order[r:stop]] & flat[order[r + d : stop + d]], axis=1)
-        band[:-d, d] = _iou_from_counts(inter, areas[:-d], areas[d:])
+        band[:-d, d] = iou_from_counts(inter, areas[:-d], areas[d:])
     return band
 
 

@@ -31,6 +31,7 @@ from unsamv2.discovery.maskcut import maskcut_with_scores, upsample_patch_mask
 from unsamv2.discovery.merge import iterative_merge
 from unsamv2.discovery.nms import protected_nms, windowed_nms
 from unsamv2.io.masks import decode_rle, encode_rle, mask_bbox_xywh
+from unsamv2.io.pseudo_labels import make_document
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def discover_masks(
 
 
 def to_sa1b_json(annotations: Sequence[RawAnnotation], image_id: int, file_name: str, hw: tuple[int, int]) -> dict:
-    """The official output document: `image` (a dict, not `images`) + COCO-RLE `annotations`."""
+    """The official output document (:mod:`unsamv2.io.pseudo_labels`) of one image's raw annotations."""
     h, w = hw
     now = datetime.datetime.now(datetime.UTC).isoformat(" ")
     anns: list[dict[str, Any]] = []
@@ -294,23 +295,8 @@ def to_sa1b_json(annotations: Sequence[RawAnnotation], image_id: int, file_name:
                 "is_conquer": a.is_conquer,
             }
         )
-    return {
-        "info": {"description": "unsamv2 pseudo-labels (granularity-aware divide-and-conquer)", "version": "1.0",
-                 "date_created": now},
-        "licenses": [{"id": 1, "name": "Apache License"}],
-        "categories": [{"id": 1, "name": "fg", "supercategory": "fg"}],
-        "image": {
-            "id": image_id,
-            "file_name": file_name,
-            "width": w,
-            "height": h,
-            "date_captured": now,
-            "license": 1,
-            "coco_url": "",
-            "flickr_url": "",
-        },
-        "annotations": anns,
-    }
+    return make_document(image_id, file_name, hw, anns,
+                         description="unsamv2 pseudo-labels (granularity-aware divide-and-conquer)", date=now)
 
 
 @dataclass

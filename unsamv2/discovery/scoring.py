@@ -6,14 +6,13 @@ argsort resolve the same way. Values already present (the official fallback part
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from unsamv2.discovery.granularity import granularity_scores, paper_granularity
-from unsamv2.io.atomic import atomic_write_json
+from unsamv2.io.pseudo_labels import read_document, write_document
 
 FORMULAS = {"code": granularity_scores, "paper": paper_granularity}
 
@@ -44,7 +43,6 @@ def score_document(doc: dict, formula: str = "code") -> dict:
 
 def score_file(src: Path, dst: Path, formula: str = "code") -> int:
     """Score one raw discovery JSON into `dst` (atomic); returns the number of annotations."""
-    doc = json.loads(Path(src).read_text())
-    scored = score_document(doc, formula)
-    atomic_write_json(dst, scored)
+    scored = score_document(read_document(src), formula)
+    write_document(dst, scored)
     return len(scored["annotations"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 import traceback
@@ -31,6 +30,7 @@ from unsamv2.discovery.pipeline import (
 )
 from unsamv2.io.atomic import atomic_write_json, atomic_write_text
 from unsamv2.io.images import load_image_rgb
+from unsamv2.io.pseudo_labels import annotation_count
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def discover_shard(
         target = out_dir / output_name(path)
         if target.exists():
             # Written atomically, so an existing file is a finished result: resume without recomputing.
-            n_done = len(json.loads(target.read_text())["annotations"])
+            n_done = annotation_count(target)
             results.append(ImageResult(image_id, path.name, "done_before", n_done, 0.0))
             continue
         t0 = time.perf_counter()

@@ -6,7 +6,6 @@ the overall table carries those reference values beside ours.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from unsamv2.discovery.shard import read_manifest
 from unsamv2.io.atomic import atomic_output, atomic_write_text
+from unsamv2.io.pseudo_labels import read_document
 
 PAPER_MASKS_PER_IMAGE = 112.0
 
@@ -23,7 +23,7 @@ def collect(label_files: Sequence[Path]) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-image rows and the flat array of all granularities."""
     rows, all_g = [], []
     for path in sorted(label_files):
-        doc = json.loads(Path(path).read_text())
+        doc = read_document(path)
         anns = doc["annotations"]
         g = np.array([a["granularity"] for a in anns], dtype=np.float64)
         all_g.append(g)
@@ -121,7 +121,7 @@ def write_examples(label_files: Sequence[Path], image_paths: dict[str, Path], ou
     from unsamv2.io.images import load_image_rgb
     from unsamv2.io.masks import decode_rle
 
-    docs = [json.loads(Path(p).read_text()) for p in label_files]
+    docs = [read_document(p) for p in label_files]
     docs = [d for d in docs if d["annotations"] and d["image"]["file_name"] in image_paths]
     docs = sorted(docs, key=lambda d: (-len(d["annotations"]), d["image"]["file_name"]))[:n]
     cmap = plt.get_cmap("viridis")

@@ -8,15 +8,15 @@ needs to tell "discovery found the parts" from "training learned them".
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
+from unsamv2.core.mask_overlap import mask_iou_matrix
 from unsamv2.datasets.synthetic import LEVEL_NAMES
-from unsamv2.discovery.nms import mask_iou_matrix
 from unsamv2.io.atomic import atomic_output
 from unsamv2.io.masks import decode_rle
+from unsamv2.io.pseudo_labels import read_annotations
 
 __all__ = ["RECALL_COLUMNS", "best_ious_per_level", "write_recall_csv"]
 
@@ -36,14 +36,14 @@ def best_ious_per_level(pseudo_dir: str | Path, annotations_dir: str | Path) -> 
         raise FileNotFoundError(f"no ground-truth JSON in {annotations_dir}")
     best: dict[str, list[float]] = {name: [] for name in LEVEL_NAMES}
     for gt_file in gt_files:
-        gt_anns = json.loads(gt_file.read_text())["annotations"]
+        gt_anns = read_annotations(gt_file)
         if not gt_anns:
             continue
         if any("level" not in a for a in gt_anns):
             raise ValueError(f"{gt_file}: ground-truth annotations need a 'level' (0 object, 1 part, 2 sub-part)")
         gt = np.stack([decode_rle(a["segmentation"]).astype(bool) for a in gt_anns])
         pl_file = pseudo_dir / gt_file.name
-        pl_anns = json.loads(pl_file.read_text())["annotations"] if pl_file.is_file() else []
+        pl_anns = read_annotations(pl_file) if pl_file.is_file() else []
         if pl_anns:
             pred = np.stack([decode_rle(a["segmentation"]).astype(bool) for a in pl_anns])
             if pred.shape[1:] != gt.shape[1:]:

@@ -37,7 +37,6 @@ JSON has no ``file_name`` the JSON stem without a leading ``f_`` is tried with t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from torch.utils.data import Dataset
 
 from unsamv2.io.images import IMAGE_EXTENSIONS, load_image_rgb
 from unsamv2.io.masks import decode_rle, rle_area
+from unsamv2.io.pseudo_labels import read_document
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -90,14 +90,8 @@ def read_pseudo_labels(json_path: str | os.PathLike[str]) -> tuple[dict[str, Any
     Errors (unreadable JSON, no ``annotations`` list, an RLE whose size disagrees with the image) name the file.
     """
     path = Path(json_path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read pseudo-label file {path}: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
-        # Bad file content, not a programming error: a ValueError like the JSON decoding errors above.
-        raise ValueError(f"pseudo-label file {path}: expected a JSON object with an 'annotations' list")  # noqa: TRY004
-    image = doc.get("image") if isinstance(doc.get("image"), dict) else {}
+    doc = read_document(path)
+    image = doc["image"]
     anns: list[dict[str, Any]] = []
     grans: list[float] = []
     for k, ann in enumerate(doc["annotations"]):
