@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from unsamv2.core.constants import GRANULARITY_MAX, GRANULARITY_MIN
 from unsamv2.core.mask_overlap import mask_areas
 
 # Added under every square root by the reference; kept so the scores match it to the last bit.
 _SQRT_EPS = 1e-10
-_G_MIN = 0.1
-_G_SPAN = 0.9
+_G_MIN = GRANULARITY_MIN
+_G_SPAN = 0.9  # GRANULARITY_MAX - GRANULARITY_MIN, written as the reference's literal
 
 
 def _as_areas(areas: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ def granularity_scores(areas: np.ndarray) -> np.ndarray:
     # The reference maps NaN/Inf to 1.0 only for the middle masks; the two ends are overwritten just below.
     g = np.where(np.isfinite(g), g, 1.0)
     g[order[0]] = _G_MIN
-    g[order[-1]] = 1.0
+    g[order[-1]] = GRANULARITY_MAX
     return g
 
 
