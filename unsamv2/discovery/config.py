@@ -1,4 +1,4 @@
-"""Settings of the granularity-aware divide-and-conquer stage (method.md §1.2).
+"""Settings of the granularity-aware divide-and-conquer stage (paper §3.3).
 
 The defaults are those of the official `run_gra_dico.sh`; the workflow passes the `discovery` section of the
 Snakemake config through unchanged, so the names here are the config keys.
@@ -6,8 +6,22 @@ Snakemake config through unchanged, so the names here are the config keys.
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from unsamv2.core.settings import settings_from_json, settings_from_mapping
+
+#: Granularity formulas of the scoring stage (config key ``granularity.formula``); the first is the default:
+#: ``code`` = the official ``compute_granularity_scores_sqrt``, ``paper`` = the paper's Eq. 3 alone.
+GRANULARITY_FORMULAS: tuple[str, ...] = ("code", "paper")
+#: ``discovery.divide``: CutLER's MaskCut on backbone features, or proposals read from ``proposals_dir``.
+DIVIDE_METHODS: tuple[str, ...] = ("maskcut", "external")
+#: ``discovery.relation``: how a part is assigned to an instance — containment (official code) or IoU (paper).
+RELATIONS: tuple[str, ...] = ("containment", "iou")
+#: ``discovery.refine``: mask refinement after conquer.
+REFINERS: tuple[str, ...] = ("none", "cascadepsp")
 
 
 @dataclass(frozen=True)
@@ -31,26 +45,35 @@ class DiscoveryConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.divide not in ("maskcut", "external"):
-            raise ValueError(f"discovery.divide must be 'maskcut' or 'external', got {self.divide!r}")
+        if self.divide not in DIVIDE_METHODS:
+            raise ValueError(f"discovery.divide must be one of {', '.join(DIVIDE_METHODS)}, got {self.divide!r}")
         if self.divide == "external" and not self.proposals_dir:
             raise ValueError("discovery.proposals_dir must name a folder when discovery.divide is 'external'")
-        if self.relation not in ("containment", "iou"):
-            raise ValueError(f"discovery.relation must be 'containment' or 'iou', got {self.relation!r}")
-        if self.refine not in ("none", "cascadepsp"):
-            raise ValueError(f"discovery.refine must be 'none' or 'cascadepsp', got {self.refine!r}")
+        if self.relation not in RELATIONS:
+            raise ValueError(f"discovery.relation must be one of {', '.join(RELATIONS)}, got {self.relation!r}")
+        if self.refine not in REFINERS:
+            raise ValueError(f"discovery.refine must be one of {', '.join(REFINERS)}, got {self.refine!r}")
         object.__setattr__(self, "thetas", tuple(float(t) for t in self.thetas))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DiscoveryConfig:
-        """Build from a config mapping; an unknown key is an error naming it (typos must not pass silently)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown discovery config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> DiscoveryConfig:
+        """Build from the ``discovery`` config section; an unknown key is an error naming it."""
+        return settings_from_mapping(cls, "discovery", values)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> DiscoveryConfig:
+        """Parse the ``--settings`` JSON object the workflow passes (empty/None = all defaults)."""
+        return settings_from_json(cls, "discovery", text)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.device.startswith("cuda")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["thetas"] = list(self.thetas)
         return d
+
+    def to_json(self) -> str:
+        """The ``--settings`` JSON of ``unsamv2 discover`` (sorted keys: a stable Snakemake param)."""
+        return json.dumps(self.to_dict(), sort_keys=True)

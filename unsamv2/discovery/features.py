@@ -1,4 +1,4 @@
-"""Dense patch-feature backbones for mask discovery (method.md §1.2 step 3.4).
+"""Dense patch-feature backbones for mask discovery (paper §3.3; DINOv3 ViT-B/16 as the official `gra_divide_conquer.py`).
 
 All backbones share one interface: ``backbone(image)`` maps an ``(H, W, 3)`` ``uint8`` RGB image to an
 ``(H // p, W // p, C)`` ``float32`` grid of patch features, ``p = backbone.patch_size``. The caller resizes

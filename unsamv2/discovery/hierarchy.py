@@ -1,4 +1,4 @@
-"""Instance / part relations among the divide stage's masks (method.md §1.1 step 2, §1.2 step 2).
+"""Instance / part relations among the divide stage's masks (paper §3.3; official `gra_divide_conquer.py`).
 
 Two rules:
 

@@ -1,8 +1,8 @@
-"""Conquer step: iterative merging of a patch-feature grid into a hierarchy of masks (method.md §1.2, 3.5).
+"""Conquer step: iterative merging of a patch-feature grid into a hierarchy of masks (divide and conquer).
 
 A fast, behaviour-identical rewrite of upstream ``iterative_merge`` (``yujunwei04/UnSAMv2``,
 ``granularity_divide_and_conquer/iterative_merging.py`` @ 7af093b; the same code as ``frank-xwang/UnSAM``
-``divide_and_conquer/iterative_merging.py``). ``benchmarks/reference_merge.py`` is the line-by-line
+``divide_and_conquer/iterative_merging.py``). ``tests/reference/reference_merge.py`` is the line-by-line
 transcription it is tested against.
 
 Upstream algorithm: one cluster per patch, 4-connected; edge weight = cosine similarity of the L2-normalised
@@ -31,12 +31,10 @@ What makes the output order-exact (read from upstream and reproduced here):
   m and then n on their first appearance (whether or not they pass ``min_size``). We sort the live edges by
   sequence number and take first appearances the same way.
 
-Numerics (shared with the reference so that ties and threshold tests agree bit for bit, whatever the BLAS
-or the batching): a norm is sqrt of numpy's float32 ``add.reduce`` of the squares (the same per-row pairwise
-loop for a lone vector and for a matrix row); a normalised feature u is quantised to integers
-q = rint(2**26 * u), so every partial sum of q_a . q_b is an integer below 2**53 and float64 computes it
-exactly in any order (einsum, BLAS matvec, chunked); similarity = float32(q_a . q_b * 2**-52). Upstream's
-float32 ``torch.dot`` differs from this only in the last bits (the quantisation step is 2**-27 per component).
+Numerics (``merge_numerics``, shared with the reference so that ties and threshold tests agree bit for bit,
+whatever the BLAS or the batching): similarity = float32(q_a . q_b * 2**-52) of features quantised to
+integers q = rint(2**26 * u) after an order-independent L2 normalisation, so every dot product is exact.
+Upstream's float32 ``torch.dot`` differs from this only in the last bits.
 
 Cost: upstream scans every edge for each merge, O(#merges * #edges) Python work. Here a merge costs
 O(degree) set operations (needed to reproduce the set iteration order), the dot products with the new
@@ -44,12 +42,13 @@ cluster's neighbours (O(degree * C), as upstream) and O(log #edges) heap work.
 
 Two implementations of that loop, with identical results:
 
-* Compiled (``_merge_kernel``, numba; the default): the whole loop, including the set operations, runs as
+* Compiled (``merge_kernel``, numba; the default): the whole loop, including the set operations, runs as
   machine code, ~25x faster than the transcription on a 64x64 grid of 768-d features (per-merge interpreter
-  overhead was most of the Python loop's time). Its sets emulate CPython's set tables slot for slot, which is
-  verified (tests/test_merge.py) on the CPython minor versions in ``_SET_ORDER_VERIFIED`` only; it also needs
-  max |feature| * #patches < 1e38 (finite float32 cluster sums). The first call in an environment compiles
-  it (tens of seconds; numba caches the machine code on disk for later processes).
+  overhead was most of the Python loop's time). Its sets (``merge_sets``) emulate CPython's set tables slot
+  for slot, which is verified (tests/discovery/test_merge.py) on the CPython minor versions in
+  ``_SET_ORDER_VERIFIED`` only; it also needs max |feature| * #patches < 1e38 (finite float32 cluster sums).
+  The first call in an environment compiles it (tens of seconds; numba caches the machine code on disk for
+  later processes).
 * Python (``_iterative_merge_python``): real Python sets, a heap of tuples and numpy for the vectors; used
   wherever the compiled loop is not (other interpreters, huge feature values).
 
@@ -66,33 +65,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from unsamv2.discovery.merge_numerics import (
+    DOT_UNSCALE,
+    dots_with,
+    initial_dots,
+    pairwise_plan,
+    quantize_vector,
+    quantized_unit_rows,
+)
+
 __all__ = ["iterative_merge"]
 
-_EPS = np.float32(1e-12)  # F.normalize's default eps: denominator = max(norm, eps)
-_QUANT = np.float32(2.0**26)  # |q| <= 2**26 => |partial sums of q_a . q_b| < 2**53 (Cauchy-Schwarz)
-_DOT_UNSCALE = 2.0**52  # similarity = q_a . q_b * 2**-52
-_GATHER_CHUNK = 64  # rows (x C float64) gathered at once; 64 x 768 x 8 B = 384 KiB
-_ROW_BLOCK = 64  # rows normalised at once at start-up
-# CPython minor versions on which tests/test_merge.py (its set-emulation property tests, and compiled loop ==
-# Python loop == transcription) passed: 3.11.7, 3.12.1 and 3.13.0 (numba 0.60 on 3.12, 0.68 on 3.11/3.13).
+# CPython minor versions on which tests/discovery/test_merge.py (its set-emulation property tests, and compiled
+# loop == Python loop == transcription) passed: 3.11.7, 3.12.1 and 3.13.0 (numba 0.60 on 3.12, 0.68 on
+# 3.11/3.13).
 # Any other interpreter runs the pure-Python loop until the tests have been run there.
 _SET_ORDER_VERIFIED = frozenset({(3, 11), (3, 12), (3, 13)})
 _FLOAT32_SAFE_SUM = 1e38  # below float32's max (3.4e38) with room for rounding
-
-
-def _quantized_unit_rows(x: np.ndarray, out: np.ndarray) -> None:
-    """Write the quantised L2-normalised rows of float32 ``x`` (n, C) into ``out`` (see module docstring).
-
-    The row-wise ``add.reduce`` runs numpy's pairwise loop on each contiguous row, the same loop the reference
-    runs on a lone vector (tests/test_merge.py checks this bit for bit). Blocks of rows keep the temporaries
-    in cache.
-    """
-    for start in range(0, len(x), _ROW_BLOCK):
-        block = x[start : start + _ROW_BLOCK]
-        norms = np.sqrt(np.add.reduce(block * block, axis=1))
-        unit = block / np.maximum(norms, _EPS)[:, None]
-        unit *= _QUANT
-        np.rint(unit, out=out[start : start + _ROW_BLOCK])
 
 
 def _validate(features: np.ndarray, min_size: int) -> tuple[np.ndarray, float]:
@@ -135,17 +124,6 @@ def _initial_neighbour_sets(h: int, w: int) -> list[set[int]]:
             nbrs[c].add(c - w)
             nbrs[c - w].add(c)
     return nbrs
-
-
-def _initial_dots(quant: np.ndarray, h: int, w: int, exists: np.ndarray) -> np.ndarray:
-    """float32-rounded integer dot products q_a . q_b of the initial edges, in ``_initial_edges`` order."""
-    n = h * w
-    dots = np.zeros((n, 2), dtype=np.float64)
-    # Consecutive rows in raster order are (c - 1, c) (pairs across a row end are dropped by ``exists``);
-    # rows w apart are (c - W, c). Exact integer sums, so einsum's summation order does not matter.
-    dots[1:, 0] = np.einsum("ij,ij->i", quant[:-1], quant[1:])
-    dots[w:, 1] = np.einsum("ij,ij->i", quant[:-w], quant[w:])
-    return dots[exists].astype(np.float32)
 
 
 class _EdgeLog:
@@ -205,7 +183,7 @@ def iterative_merge(
 
 
 def _compiled_loop_usable(feats: np.ndarray, bound: float) -> bool:
-    """Whether ``_merge_kernel`` reproduces upstream here (see the module docstring).
+    """Whether ``merge_kernel`` reproduces upstream here (see the module docstring).
 
     Its set emulation is verified only on the CPython versions in ``_SET_ORDER_VERIFIED``; its int32 storage
     of the quantised vectors needs finite cluster means, which no float32 sum can break when
@@ -219,8 +197,10 @@ def _compiled_loop_usable(feats: np.ndarray, bound: float) -> bool:
 
 
 def _iterative_merge_compiled(feats: np.ndarray, thetas: Sequence[float], min_size: int) -> list[np.ndarray]:
-    """``iterative_merge`` on validated features, by the compiled loop of ``_merge_kernel``."""
-    from unsamv2.discovery import _merge_kernel  # imports numba (~0.5 s): only when first needed
+    """``iterative_merge`` on validated features, by the compiled loop of ``merge_kernel``."""
+    # Imports numba (~0.5 s): only when first needed.
+    from unsamv2.discovery.merge_kernel import merge_levels
+    from unsamv2.discovery.merge_sets import new_set_store
 
     acc_dtype = np.float64 if feats.dtype == np.float64 else np.float32
     h, w, c = feats.shape
@@ -228,14 +208,12 @@ def _iterative_merge_compiled(feats: np.ndarray, thetas: Sequence[float], min_si
     rows = np.ascontiguousarray(feats.reshape(n, c), dtype=acc_dtype)  # no copy if already so laid out
     if not rows.flags.writeable:
         rows = rows.copy()  # (a read-only array would make numba compile another specialisation)
-    thresholds = np.array([float(theta) * _DOT_UNSCALE for theta in thetas], dtype=np.float64)
+    thresholds = np.array([float(theta) * DOT_UNSCALE for theta in thetas], dtype=np.float64)
     # Sets: one per cluster id (2n) and the scratch set of a merge's union. Room for the initial tables and
     # typical growth (untouched room costs no memory); the kernel grows the store if it needs more.
-    store = _merge_kernel.new_set_store(2 * n + 1, 64 * n)
+    store = new_set_store(2 * n + 1, 64 * n)
     counts_needed = min(max(int(min_size), 1), n + 1)  # every count is in 1..n
-    ids, offsets, labels = _merge_kernel.merge_levels(
-        rows, h, w, thresholds, counts_needed, store, _merge_kernel.pairwise_plan(c)
-    )
+    ids, offsets, labels = merge_levels(rows, h, w, thresholds, counts_needed, store, pairwise_plan(c))
     return [
         (labels[level][None, :] == ids[offsets[level] : offsets[level + 1], None]).reshape(-1, h, w)
         for level in range(len(thresholds))
@@ -252,7 +230,7 @@ def _iterative_merge_python(feats: np.ndarray, thetas: Sequence[float], min_size
     # longer read), so memory stays at n rows and stays warm in cache.
     sums = np.array(feats.reshape(n, c), dtype=acc_dtype)
     quant = np.empty((n, c), dtype=np.float64)
-    _quantized_unit_rows(sums.astype(np.float32, copy=False), quant)
+    quantized_unit_rows(sums.astype(np.float32, copy=False), quant)
     rows = np.zeros(2 * n, dtype=np.int64)  # cluster id -> row (row_of: the same as a list, for scalars)
     rows[:n] = np.arange(n)
 
@@ -262,7 +240,7 @@ def _iterative_merge_python(feats: np.ndarray, thetas: Sequence[float], min_size
     # Heap of (-dot, creation seq, a, b): its minimum is upstream's dict max (first inserted wins ties).
     # Keys hold float32(q_a . q_b) = similarity * 2**52 exactly (power-of-two scaling commutes with rounding),
     # so the thresholds are scaled instead of every similarity.
-    init_keys = (-_initial_dots(quant, h, w, exists)).tolist()
+    init_keys = (-initial_dots(quant, h, w, exists)).tolist()
     heap = list(zip(init_keys, range(n_init), init_a.tolist(), init_b.tolist()))
     heapq.heapify(heap)
     # The edges a merge creates, (nb, new) for nb in groups[new][0], form a group with one heap entry for its
@@ -282,7 +260,7 @@ def _iterative_merge_python(feats: np.ndarray, thetas: Sequence[float], min_size
     heappop, heappush = heapq.heappop, heapq.heappush
     levels: list[np.ndarray] = []
     for theta in thetas:
-        threshold = float(theta) * _DOT_UNSCALE
+        threshold = float(theta) * DOT_UNSCALE
         while heap:
             neg_dot, seq, i, j = heap[0]
             if not (alive_bytes[i] and alive_bytes[j]):
@@ -320,13 +298,12 @@ def _iterative_merge_python(feats: np.ndarray, thetas: Sequence[float], min_size
             mean = total / count  # a Python int divisor keeps acc_dtype
             if cast_mean:
                 mean = mean.astype(np.float32)
-            norm = np.sqrt(np.add.reduce(mean * mean))
             qnew = quant[r]
-            np.rint(mean / max(norm, _EPS) * _QUANT, out=qnew)
+            quantize_vector(mean, qnew)
 
             if merged_nbrs:
                 order = np.fromiter(merged_nbrs, dtype=np.int64, count=len(merged_nbrs))
-                dots = _dots_with(quant, rows[order], qnew)
+                dots = dots_with(quant, rows[order], qnew)
                 best = int(dots.argmax())  # first maximum = earliest created, like the dict scan
                 heappush(heap, (-float(dots[best]), log.size + best, int(order[best]), new))
                 groups[new] = (order, dots, log.size)
@@ -334,22 +311,6 @@ def _iterative_merge_python(feats: np.ndarray, thetas: Sequence[float], min_size
 
         levels.append(_level_masks(log, alive, counts, parent, min_size, h, w))
     return levels
-
-
-def _dots_with(quant: np.ndarray, neighbour_rows: np.ndarray, qnew: np.ndarray) -> np.ndarray:
-    """float32-rounded exact dot products of ``qnew`` with the given rows of ``quant``.
-
-    Gathers in chunks that stay in the L2 cache: a high-degree cluster (hundreds of neighbours) would otherwise
-    copy megabytes out to memory and read them back, which costs more than the arithmetic.
-    """
-    if len(neighbour_rows) <= _GATHER_CHUNK:
-        return (quant[neighbour_rows] @ qnew).astype(np.float32)
-    return np.concatenate(
-        [
-            (quant[neighbour_rows[k : k + _GATHER_CHUNK]] @ qnew).astype(np.float32)
-            for k in range(0, len(neighbour_rows), _GATHER_CHUNK)
-        ]
-    )
 
 
 def _push_group_best(

@@ -1,7 +1,7 @@
 """Mask overlap matrices and the windowed NMS of the official divide-and-conquer code.
 
 Reference: ``granularity_divide_and_conquer/helper.py`` (``NMS``, ``protected_NMS``, ``iou``) of
-yujunwei04/UnSAMv2 (method.md §1.2, steps 3.7 and 3.8). Behaviour reproduced exactly:
+yujunwei04/UnSAMv2 (the NMS steps of `gra_divide_conquer.py`). Behaviour reproduced exactly:
 
 * Masks are sorted by area, descending, with Python's ``sorted(..., reverse=True)``, which is *stable*:
   masks of equal area keep their input order. ``np.argsort(-areas, kind="stable")`` gives the same order.

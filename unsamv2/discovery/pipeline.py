@@ -1,4 +1,4 @@
-"""Granularity-aware divide-and-conquer on one image (method.md §1.2), following the official code's behaviour.
+"""Granularity-aware divide-and-conquer on one image (paper §3.3), following the official code's behaviour.
 
 Per image: divide (MaskCut on the backbone's patch affinity, or external proposals such as CutLER's) →
 instance/part relations → per instance: crop, patch features, iterative merging (conquer), coverage filter,

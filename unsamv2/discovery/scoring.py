@@ -1,4 +1,4 @@
-"""Granularity scoring stage: fill `granularity` in discovery's raw JSONs (method.md §1.2, Eq. 3).
+"""Granularity scoring stage: fill `granularity` in discovery's raw JSONs (paper §3.3, Eq. 3; official `compute_granularity.py`).
 
 Scores are relative to one instance hierarchy: the instance's parts (in file order) followed by the instance,
 exactly the stack the official code passes to `compute_granularity_scores_sqrt`, so that ties in its unstable
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from unsamv2.discovery.granularity import granularity_scores, paper_granularity
+from unsamv2.core.granularity import granularity_scores, paper_granularity
+from unsamv2.discovery.config import GRANULARITY_FORMULAS
 from unsamv2.io.pseudo_labels import read_document, write_document
 
-FORMULAS = {"code": granularity_scores, "paper": paper_granularity}
+FORMULAS = dict(zip(GRANULARITY_FORMULAS, (granularity_scores, paper_granularity), strict=True))
 
 
 def score_document(doc: dict, formula: str = "code") -> dict:
@@ -46,3 +47,20 @@ def score_file(src: Path, dst: Path, formula: str = "code") -> int:
     scored = score_document(read_document(src), formula)
     write_document(dst, scored)
     return len(scored["annotations"])
+
+
+def score_manifest(manifest: Path, raw_dir: Path, out_dir: Path, out_manifest: Path, formula: str = "code") -> int:
+    """``unsamv2 score``: score every image a discovery manifest lists as done; copy the manifest with the
+    scored mask counts to ``out_manifest``. Returns the number of scored files."""
+    from unsamv2.discovery.shard import output_name, read_manifest, write_manifest
+
+    rows = read_manifest(manifest)
+    scored = 0
+    for r in rows:
+        if r.status == "error":
+            continue
+        name = output_name(Path(r.file_name))
+        r.n_masks = score_file(raw_dir / name, out_dir / name, formula)
+        scored += 1
+    write_manifest(out_manifest, rows)
+    return scored

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from unsamv2.datasets.unlabeled import read_image_list  # noqa: F401 — re-exported for the CLI
+from unsamv2.datasets.unlabeled import read_image_list
 from unsamv2.discovery.config import DiscoveryConfig
 from unsamv2.discovery.features import FeatureBackbone
 from unsamv2.discovery.pipeline import (
@@ -99,4 +99,30 @@ def discover_shard(
             msg = f"{type(exc).__name__}: {exc}"
             log.error("%s failed: %s\n%s", path, msg, traceback.format_exc())
             results.append(ImageResult(image_id, path.name, "error", 0, time.perf_counter() - t0, msg))
+    return results
+
+
+def run_shard(
+    image_list: Path,
+    shard: int,
+    shard_size: int,
+    out_dir: Path,
+    manifest: Path,
+    cfg: DiscoveryConfig,
+    backbone_name: str,
+    weights: str | None = None,
+    progress: bool = True,
+) -> list[ImageResult]:
+    """``unsamv2 discover``: discover one shard of ``image_list`` into ``out_dir`` and write its manifest.
+
+    Bad images are listed in the manifest with their error; the caller decides what an all-failed shard means.
+    """
+    from unsamv2.discovery.features import build_backbone
+    from unsamv2.discovery.refine import build_refiner
+
+    items = shard_slice(read_image_list(image_list), shard, shard_size)
+    backbone = build_backbone(backbone_name, weights=weights, device=cfg.device)
+    refiner = build_refiner(cfg.refine, device=cfg.device)
+    results = discover_shard(items, out_dir, cfg, backbone, refiner=refiner, progress=progress)
+    write_manifest(manifest, results)
     return results

@@ -25,9 +25,10 @@ Deliberate differences from the upstream file (none changes which clusters merge
   quantised to integers q = rint(u * 2**26) (|q| <= 2**26 since |u| <= 1); the similarity is
   float32(q_a . q_b * 2**-52). Every partial sum of q_a . q_b is an integer below 2**53 (Cauchy-Schwarz), so
   float64 computes it exactly in any order. The quantisation step (2**-27 per component) is far below the
-  float32 rounding of a similarity. ``unsamv2.discovery.merge`` uses the same definitions.
-  ``numerics="torch"`` uses ``torch.dot``/``F.normalize`` exactly as upstream (BLAS-dependent last bits); the
-  benchmark times it and reports whether its masks agree.
+  float32 rounding of a similarity. ``unsamv2.discovery.merge_numerics`` defines the same numbers (written
+  again here on purpose: the tests compare two independent codings of one definition).
+  ``numerics="torch"`` uses ``torch.dot``/``F.normalize`` exactly as upstream (BLAS-dependent last bits);
+  ``benchmarks/bench_merge.py`` times it and reports whether its masks agree.
 """
 
 from __future__ import annotations
