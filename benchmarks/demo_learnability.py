@@ -29,11 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unsamv2.datasets.synthetic import write_synthetic_dataset
+from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
 from unsamv2.train.config import TrainConfig
 from unsamv2.train.dataset import PseudoLabelDataset, collate
-from unsamv2.train.loop import MultiStepSegmenter, _mean_iou, build_training_model, select_best_masks
 from unsamv2.train.losses import MultiStepLoss
+from unsamv2.train.segmenter import MultiStepSegmenter, mean_iou, select_best_masks
+from unsamv2.train.trainable import build_training_model
 
 BATCH = 4
 
@@ -111,7 +112,7 @@ def main() -> int:
         losses["loss"].backward()
         optimizer.step()
         step += 1
-        history.append(float(_mean_iou(supervised[0]["masks"].detach(), batch["masks"])))
+        history.append(float(mean_iou(supervised[0]["masks"].detach(), batch["masks"])))
         progress = step if args.mode == "overfit" else time.perf_counter() - start
         if progress >= next_report or (args.mode == "overfit" and step % 25 == 0):
             print(f"{time.perf_counter() - start:7.0f} s  step {step:5d}  train IoU (last 50) "
@@ -126,7 +127,7 @@ def main() -> int:
             batch = collate([eval_set[i]])
             out = segmenter(segmenter.encode_images(batch["image"]), batch["masks"], batch["granularity"],
                             batch["batch_index"], [np.random.default_rng([7, i])])
-            ious.append(float(_mean_iou(out[0]["masks"], batch["masks"])))
+            ious.append(float(mean_iou(out[0]["masks"], batch["masks"])))
     print(f"RESULT mode={args.mode} steps={step} seconds={time.perf_counter() - start:.0f} "
           f"train_iou_last50={np.mean(history[-50:]):.3f} held_out_first_click_iou={np.mean(ious):.3f}", flush=True)
     return 0

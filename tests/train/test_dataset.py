@@ -2,7 +2,6 @@
 reproducibility, file naming, collate."""
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
 from unsamv2.io.masks import decode_rle, encode_rle
 from unsamv2.train.dataset import (
     IMAGENET_MEAN,
@@ -23,12 +23,6 @@ from unsamv2.train.dataset import (
 )
 
 H, W = 40, 60
-
-
-def write_synthetic_dataset(*args, **kwargs) -> Path:
-    # Imported on use, not at collection: importing the module registers the "synthetic" dataset, which
-    # tests/datasets/test_benchmark_registry.py expects to find unregistered.
-    return importlib.import_module("unsamv2.datasets.synthetic").write_synthetic_dataset(*args, **kwargs)
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:

@@ -139,6 +139,12 @@ def test_shape_errors_and_upsampling():
         loss([], TARGET)
     up = upsample_logits(torch.zeros(2, 1, 2, 2), (4, 4))
     assert up.shape == (2, 1, 4, 4)
+    # Bilinear with align_corners=False, by hand: output pixel i samples the source at (i + 0.5) / 2 - 0.5,
+    # clamped at the border, so a row (0, 1) becomes (0, 0.25, 0.75, 1).
+    up = upsample_logits(torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]]), (4, 4))
+    expected = torch.tensor([[0.0, 0.25, 0.75, 1.0], [0.5, 0.75, 1.25, 1.5], [1.5, 1.75, 2.25, 2.5],
+                             [2.0, 2.25, 2.75, 3.0]])
+    assert torch.allclose(up[0, 0], expected)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from unsamv2.core.clicks import Click
 from unsamv2.train.prompts import (
-    Click,
     correction_click,
     distance_to_boundary,
     first_click,
@@ -52,7 +52,7 @@ def test_first_click_is_inside_the_mask(mask: np.ndarray, seed: int):
 
 
 def _check_no_error_click(click: Click, gt: np.ndarray) -> None:
-    assert not click.positive
+    assert not click.is_positive
     if (~gt).any():
         assert not gt[click.y, click.x]  # a background pixel
     else:
@@ -69,7 +69,7 @@ def test_uniform_correction_lies_on_an_error_with_the_right_label(pair, seed: in
         _check_no_error_click(click, gt)
         return
     assert fn[click.y, click.x] or fp[click.y, click.x]
-    assert click.positive == bool(fn[click.y, click.x])  # FN → positive, FP → negative
+    assert click.is_positive == bool(fn[click.y, click.x])  # FN → positive, FP → negative
 
 
 @settings(max_examples=80, deadline=None)
@@ -83,7 +83,7 @@ def test_graco_correction_picks_the_deeper_error_and_its_inner_half(pair, seed: 
         return
     dt_fn, dt_fp = _reference_dt(fn), _reference_dt(fp)
     positive = dt_fn.max() > dt_fp.max()  # strict: equal depths go to FP
-    assert click.positive == positive
+    assert click.is_positive == positive
     chosen, dt = (fn, dt_fn) if positive else (fp, dt_fp)
     assert chosen[click.y, click.x]
     assert dt[click.y, click.x] > dt.max() / 2
@@ -110,7 +110,7 @@ def test_uniform_correction_draws_each_error_pixel_equally_often():
     assert set(counts) == {(0, 0), (0, 1), (0, 2), (3, 3)}
     for n in counts.values():
         assert 850 < n < 1150  # 1000 expected, sd ≈ 27
-    assert all(c.positive == (c.y == 0) for c in clicks)
+    assert all(c.is_positive == (c.y == 0) for c in clicks)
 
 
 def test_graco_known_answers():
@@ -125,7 +125,7 @@ def test_graco_known_answers():
         c = graco_correction(gt, pred, rng)
         # Positive, inside the band, more than 2.5 px (half of the depth 5) from its border: the band's
         # columns 15..24 shrink to 17..22 and its rows 5..24 to 7..22.
-        assert c.positive and 17 <= c.x <= 22 and 7 <= c.y <= 22
+        assert c.is_positive and 17 <= c.x <= 22 and 7 <= c.y <= 22
         seen.add((c.y, c.x))
     assert len(seen) > 40  # uniform over the inner region (96 pixels), not a single centre point
     # Everything predicted around a small object: no FN, a deep FP ring → a negative click on the FP ring.
@@ -133,7 +133,7 @@ def test_graco_known_answers():
     gt_small[10:20, 10:20] = True
     everything = np.ones_like(gt)
     c = graco_correction(gt_small, everything, rng)
-    assert not c.positive and not gt_small[c.y, c.x]
+    assert not c.is_positive and not gt_small[c.y, c.x]
     # Tie: one FN pixel and one FP pixel, both of depth 1 → the FP (negative) wins, as the reference.
     gt3 = np.zeros((5, 5), bool)
     gt3[1, 1] = True
@@ -149,7 +149,7 @@ def test_no_error_gives_a_background_negative_for_both_samplers():
     for method in ("uniform", "graco"):
         for _ in range(20):
             c = correction_click(gt, gt.copy(), rng, method)
-            assert not c.positive and not gt[c.y, c.x]
+            assert not c.is_positive and not gt[c.y, c.x]
         full = np.ones((3, 3), bool)
         assert correction_click(full, full.copy(), rng, method) == Click(0, 0, False)
     with pytest.raises(ValueError, match="unknown correction method"):
@@ -187,8 +187,13 @@ def test_batched_points_match_the_scalar_samplers_and_sam2_conventions():
         replay = np.random.default_rng(11)
         for i in range(4):
             expected = correction_click(gt[i].numpy(), pred[i].numpy(), replay, method)
-            assert (int(points[i, 0, 0]), int(points[i, 0, 1])) == (expected.x, expected.y)
-            assert int(labels[i, 0]) == int(expected.positive)
+            x, y = int(points[i, 0, 0]), int(points[i, 0, 1])
+            assert (x, y) == (expected.x, expected.y)
+            assert int(labels[i, 0]) == int(expected.is_positive)
+            # Every mask here has errors: a positive click lies on a false negative, a negative one on a false
+            # positive.
+            fn, fp = gt[i] & ~pred[i], ~gt[i] & pred[i]
+            assert bool(fn[y, x]) if labels[i, 0] == 1 else bool(fp[y, x])
     with pytest.raises(ValueError, match="unknown correction method"):
         sample_correction_points(gt, pred, np.random.default_rng(0), "center")  # type: ignore[arg-type]
     empty = torch.zeros((0, 5, 5), dtype=torch.bool)

@@ -1,4 +1,4 @@
-"""Settings of the training stage (method.md §3): one dataclass mirroring the ``train:`` section of the config.
+"""Settings of the training stage (paper §4.1): one dataclass mirroring the ``train:`` section of the config.
 
 The defaults are the paper's recipe (``unsamv2_small_training.yaml`` of the official code): SAM-2.1 hiera-small
 at 1024 px, LoRA rank 8, AdamW 1e-4 cosine → 1e-5, weight decay 1e-5, bf16 autocast on GPU, seed 1234, 5 epochs
@@ -11,8 +11,8 @@ a default).
 
 ``unsamv2``
     the paper: only the granularity encoder (Fourier MLP + type embedding), the granularity mask token and its
-    hypernetwork head, and the LoRA factors of the mask decoder (method.md §2.5; 345,760 scalars for
-    hiera-small at rank 8). Asserted before the first step: anything else requiring grad is an error.
+    hypernetwork head, and the LoRA factors of the mask decoder (official ``training/model/sam2.py``; 345,760
+    scalars for hiera-small at rank 8). Asserted before the first step: anything else requiring grad is an error.
 ``demo_from_scratch``
     for the offline demo only, where no pretrained SAM-2 weights exist: the ``unsamv2`` set **plus the whole
     prompt encoder and mask decoder** (including the decoder's high-resolution feature projections
@@ -30,14 +30,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from unsamv2.train.prompts import CORRECTION_METHODS
+from unsamv2.core.constants import SAM2_SIZES
+from unsamv2.core.settings import settings_from_json, settings_from_mapping
 
-__all__ = ["TRAINABLE_MODES", "TrainConfig"]
+__all__ = ["BASE_CHECKPOINT_SAM2", "CORRECTION_METHODS", "TRAINABLE_MODES", "TrainConfig"]
 
 TRAINABLE_MODES: tuple[str, ...] = ("unsamv2", "demo_from_scratch", "baseline_no_granularity")
+#: Correction-click samplers (``train.correction_sampler``): SAM-2's uniform one and the GraCo-style one.
+CORRECTION_METHODS: tuple[str, ...] = ("uniform", "graco")
+#: ``train.base_checkpoint: sam2`` in the workflow config = the stock SAM-2.1 checkpoint of ``model_size``,
+#: downloaded by the workflow (:meth:`TrainConfig.resolve_base_checkpoint`).
+BASE_CHECKPOINT_SAM2 = "sam2"
 
 # Keys that may differ between a killed run and its resumption without changing the result: where the work runs
 # and how fast, not what is computed.
@@ -123,6 +130,8 @@ class TrainConfig:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.model_size not in SAM2_SIZES:
+            raise ValueError(f"train.model_size must be one of {', '.join(SAM2_SIZES)}, got {self.model_size!r}")
         if self.trainable not in TRAINABLE_MODES:
             raise ValueError(f"train.trainable must be one of {', '.join(TRAINABLE_MODES)}, got {self.trainable!r}")
         if self.correction_sampler not in CORRECTION_METHODS:
@@ -164,27 +173,32 @@ class TrainConfig:
         """SAM-2's multimask output on the single-click step (only the SAM-2-style baseline)."""
         return self.trainable == "baseline_no_granularity"
 
+    def baseline(self) -> TrainConfig:
+        """The SAM-2-style ablation with the same budget: stock architecture (no granularity input, no LoRA),
+        prompt encoder and mask decoder trained with SAM-2's multimask best-of-3 loss (paper Fig. 10)."""
+        return self.replace(trainable="baseline_no_granularity", lora_rank=0)
+
+    def resolve_base_checkpoint(self) -> TrainConfig:
+        """``base_checkpoint: sam2`` → the path of the downloaded stock SAM-2.1 checkpoint of ``model_size``."""
+        if self.base_checkpoint != BASE_CHECKPOINT_SAM2:
+            return self
+        from unsamv2.resources import sam21_checkpoint_path
+
+        return self.replace(base_checkpoint=sam21_checkpoint_path(self.model_size))
+
+    def to_json(self) -> str:
+        """The ``--settings`` JSON of ``unsamv2 train`` (sorted keys: a stable Snakemake param)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a config mapping; unknown keys are an error that names them and lists the known ones."""
-        if not isinstance(values, dict):
-            raise ValueError(f"train settings must be a mapping, got {type(values).__name__}")  # noqa: TRY004
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown train config key(s): {', '.join(unknown)}; known: {', '.join(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from the ``train`` config section; an unknown key is an error naming it."""
+        return settings_from_mapping(cls, "train", values)
 
     @classmethod
     def from_json(cls, text: str | None) -> TrainConfig:
         """Parse the ``--settings`` JSON object of ``unsamv2 train`` (empty/None = all defaults)."""
-        if not text:
-            return cls()
-        try:
-            values = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"--settings is not valid JSON: {exc}") from exc
-        return cls.from_dict(values)
+        return settings_from_json(cls, "train", text)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able mapping (written into the training state and summary)."""

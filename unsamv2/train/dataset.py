@@ -1,4 +1,4 @@
-"""Training dataset over Stage-1 pseudo-labels (method.md §3): images + per-image SA-1B-style JSONs.
+"""Training dataset over Stage-1 pseudo-labels: images + per-image SA-1B-style JSONs.
 
 What one item is (official ``UnSAMRawDataset`` + ``UnSAMSegmentLoader`` + ``RandomUniformSampler`` +
 ``vos.train_transforms``, re-implemented):
@@ -219,7 +219,7 @@ class PseudoLabelDataset(Dataset):
     """Images with up to ``max_masks`` pseudo-label masks each and their granularities.
 
     Args:
-        annotations_dir: folder of per-image JSONs (method.md §1.2 format).
+        annotations_dir: folder of per-image JSONs (the format of :mod:`unsamv2.io.pseudo_labels`).
         images_dir: folder holding the images named by the JSONs' ``image.file_name``.
         image_size: side of the square training resolution (1024 in the paper).
         max_masks: masks drawn per image (30 in the paper).

@@ -1,4 +1,4 @@
-"""Training losses: SAM-2's ``MultiStepMultiMasksAndIous`` as configured by UnSAMv2 (method.md §3).
+"""Training losses: SAM-2's ``MultiStepMultiMasksAndIous`` as configured by UnSAMv2.
 
 Configuration reproduced (``unsamv2_small_training.yaml``): ``weight_dict = {loss_mask: 20, loss_dice: 1,
 loss_iou: 1, loss_class: 1}``, focal ``alpha = 0.25, gamma = 2``, ``iou_use_l1_loss: true``,

@@ -1,4 +1,4 @@
-"""Click simulation for training (method.md §3, "Prompt simulation").
+"""Click simulation for training: the prompts of SAM-2's interactive training loop, as UnSAMv2 trains.
 
 Per target mask the training loop makes one **first click**, a positive point drawn uniformly inside the ground
 truth (stock SAM-2 ``get_next_point(gt, None, "uniform")``), then a few **correction clicks**, each sampled from
@@ -34,16 +34,16 @@ Randomness comes only from the ``numpy.random.Generator`` passed in, so a seeded
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
+from unsamv2.core.clicks import Click, padded_distance_transform
+from unsamv2.train.config import CORRECTION_METHODS
+
 __all__ = [
     "CORRECTION_METHODS",
-    "Click",
     "correction_click",
     "distance_to_boundary",
     "first_click",
@@ -54,16 +54,6 @@ __all__ = [
 ]
 
 CorrectionMethod = Literal["uniform", "graco"]
-CORRECTION_METHODS: tuple[str, ...] = ("uniform", "graco")
-
-
-@dataclass(frozen=True)
-class Click:
-    """One simulated click: pixel row ``y``, column ``x`` and whether it is positive (adds to the mask)."""
-
-    y: int
-    x: int
-    positive: bool
 
 
 def _as_bool_2d(mask: np.ndarray, name: str) -> np.ndarray:
@@ -128,9 +118,7 @@ def distance_to_boundary(region: np.ndarray) -> np.ndarray:
     OpenCV ``distanceTransform(DIST_L2, maskSize=5)`` on the region padded by one zero pixel, as the GraCo-style
     reference; float32 ``(H, W)``, 0 outside the region.
     """
-    region = _as_bool_2d(region, "region")
-    padded = np.pad(region.astype(np.uint8), 1, mode="constant")
-    return cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    return padded_distance_transform(_as_bool_2d(region, "region"), mask_size=5)
 
 
 def graco_correction(gt: np.ndarray, pred: np.ndarray, rng: np.random.Generator) -> Click:
@@ -174,7 +162,7 @@ def _as_numpy_stack(masks: torch.Tensor, name: str) -> np.ndarray:
 
 def _pack(clicks: list[Click], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     points = torch.tensor([[[c.x, c.y]] for c in clicks], dtype=torch.float32).reshape(len(clicks), 1, 2)
-    labels = torch.tensor([[int(c.positive)] for c in clicks], dtype=torch.int32).reshape(len(clicks), 1)
+    labels = torch.tensor([[int(c.is_positive)] for c in clicks], dtype=torch.int32).reshape(len(clicks), 1)
     return points.to(device), labels.to(device)
 
 
@@ -188,8 +176,7 @@ def sample_first_points(gt: torch.Tensor, rng: np.random.Generator) -> tuple[tor
     clicks = []
     for m in gts:
         if m.any():
-            y, x = _uniform_pixel(m, rng)
-            clicks.append(Click(y, x, True))
+            clicks.append(Click(*first_click(m, rng), True))
         else:
             clicks.append(_background_negative(m, rng))
     return _pack(clicks, gt.device)

@@ -8,30 +8,23 @@ prediction, and a 1e-7 difference between batched matrix products of different s
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from unsamv2.model.checkpoint import read_checkpoint
 from unsamv2.train.config import TrainConfig
-from unsamv2.train.loop import build_training_model, expected_trainable_names, train
+from unsamv2.train.loop import train
+from unsamv2.train.trainable import build_training_model, expected_trainable_names
 
-SIZE = 128
+SIZE = 128  # the side of the conftest scenes
 SETTINGS = {"model_size": "tiny", "image_size": SIZE, "max_masks": 3, "augment": False, "correction_clicks": 0,
             "multiplier": 1, "epochs": 2, "batch_size": 2, "lora_dropout": 0.0, "mlp_dropout": 0.0,
             "device": "cpu", "lr": 1e-3, "min_lr": 1e-4}
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    synthetic = importlib.import_module("unsamv2.datasets.synthetic")
-    return synthetic.write_synthetic_dataset(tmp_path_factory.mktemp("scenes"), 4, seed=3, image_size=(SIZE, SIZE))
 
 
 def _trainable_delta(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], names: set[str]) -> float:
@@ -43,7 +36,7 @@ def test_torchrun_gloo_two_processes_equal_one_process_with_the_global_batch(sce
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "unsamv2.cli", "train", "--pseudo-labels", str(scenes / "annotations"), "--images",
            str(scenes / "images"), "--out-dir", str(tmp_path / "ddp"), "--settings", json.dumps(SETTINGS),
-           "--no-progress"]
+           "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -6,7 +6,6 @@ global generator, which the state restores). Compared with ``torch.equal`` on ev
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import signal
@@ -23,19 +22,13 @@ from unsamv2.model.checkpoint import read_checkpoint
 from unsamv2.train.config import TrainConfig
 from unsamv2.train.loop import train
 
-SIZE = 128
+SIZE = 128  # the side of the conftest scenes
 SETTINGS = {"model_size": "tiny", "image_size": SIZE, "max_masks": 3, "augment": False, "correction_clicks": 1,
             "multiplier": 1, "epochs": 2, "batch_size": 2}
 
 
 class SimulatedCrash(Exception):
     """Raised from the step hook: the process 'dies' there, with whatever files it had written."""
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    synthetic = importlib.import_module("unsamv2.datasets.synthetic")
-    return synthetic.write_synthetic_dataset(tmp_path_factory.mktemp("scenes"), 4, seed=3, image_size=(SIZE, SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +101,7 @@ def test_sigkilled_cli_run_resumes_to_identical_weights(scenes: Path, uninterrup
     """The real thing: ``unsamv2 train`` killed with SIGKILL once epoch 1 is saved, then ``--resume``."""
     cmd = [sys.executable, "-m", "unsamv2.cli", "train", "--pseudo-labels", str(scenes / "annotations"),
            "--images", str(scenes / "images"), "--out-dir", str(tmp_path), "--settings", json.dumps(SETTINGS),
-           "--no-progress"]
+           "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
