@@ -37,17 +37,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from unsamv2.core.constants import GRANULARITY_GRID
 from unsamv2.datasets.sample import ObjectMask
-from unsamv2.evaluate.interactive import (
-    GRANULARITY_GRID,
-    GranularityMode,
-    Prediction,
-    SessionSpec,
-    UnSAMv2ClickModel,
-    evaluate_object,
-    run_sessions,
-    select_oracle,
-)
+from unsamv2.evaluate.adapters import Prediction, UnSAMv2ClickModel
+from unsamv2.evaluate.modes import GranularityMode, select_oracle
+from unsamv2.evaluate.sessions import SessionSpec, evaluate_object, run_sessions
 
 TARGET_IOU = 0.90
 

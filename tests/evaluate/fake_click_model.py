@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unsamv2.evaluate.interactive import Prediction
+from unsamv2.evaluate.adapters import Prediction
 
 
 @dataclass
@@ -22,6 +22,12 @@ class Call:
     granularities: list[float | None]
     mask_input: np.ndarray | None
     multimask: bool
+
+
+def disc(shape: tuple[int, int], cy: int, cx: int, r: float) -> np.ndarray:
+    """Bool disc of radius ``r`` around row ``cy``, column ``cx``."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
 
 
 def linear_radius(g: float | None) -> float:
@@ -78,3 +84,10 @@ class DiscModel:
             low_res = np.stack([np.full((256, 256), float(c), np.float32) for c in range(len(scales))])
             out.append(Prediction(logits, low_res, np.ones(len(scales), np.float32)))
         return out
+
+
+def model_for(shape: tuple[int, int], **kwargs) -> DiscModel:
+    """A :class:`DiscModel` with an image of ``shape`` already set."""
+    model = DiscModel(**kwargs)
+    model.set_image(np.zeros((*shape, 3), np.uint8))
+    return model

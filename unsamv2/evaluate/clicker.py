@@ -6,7 +6,8 @@ The simulated user clicks the centre of the largest error. The exact rule (saic-
 1. Error maps: ``FN = gt & ~pred & ~ignore`` and ``FP = ~gt & pred & ~ignore``.
 2. Each map is padded with one row/column of zeros on every side, so that the image border counts as a boundary,
    and its exact Euclidean distance transform is taken (``cv2.distanceTransform(map, cv2.DIST_L2, 0)``; mask
-   size 0 is ``cv2.DIST_MASK_PRECISE``, which is what RITM passes). The padding is cropped off again.
+   size 0 is ``cv2.DIST_MASK_PRECISE``, which is what RITM passes). The padding is cropped off again
+   (:func:`unsamv2.core.clicks.padded_distance_transform`).
 3. Pixels that were already clicked get distance 0, so the same pixel is never clicked twice.
 4. The click is positive iff ``max(dt_FN) > max(dt_FP)`` (a tie gives a negative click), and it lands on the
    first pixel in row-major order where the chosen map reaches its maximum.
@@ -20,28 +21,11 @@ above 1 (RITM's "IoU analysis" mode) click exactly like the reference.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
 
-__all__ = ["Click", "Clicker", "error_distance_maps", "next_click"]
+from unsamv2.core.clicks import Click, padded_distance_transform
 
-
-@dataclass(frozen=True)
-class Click:
-    """One simulated click, in pixel coordinates of the full-resolution image."""
-
-    y: int
-    x: int
-    is_positive: bool
-
-
-def _padded_distance(mask: np.ndarray) -> np.ndarray:
-    """Exact L2 distance of every foreground pixel to the nearest background pixel or to the image border."""
-    padded = np.pad(mask.astype(np.uint8), ((1, 1), (1, 1)), mode="constant")
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return dist[1:-1, 1:-1]
+__all__ = ["Clicker", "error_distance_maps", "next_click"]
 
 
 def _check_same_shape(name: str, arr: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -78,8 +62,8 @@ def error_distance_maps(
     not_clicked = ~done
     # Multiplying by the not-clicked map (rather than masking the input) matches RITM: a clicked pixel keeps
     # influencing the distances of its neighbours, it just can never be the maximum itself.
-    dt_fn = _padded_distance(fn) * not_clicked
-    dt_fp = _padded_distance(fp) * not_clicked
+    dt_fn = padded_distance_transform(fn) * not_clicked
+    dt_fp = padded_distance_transform(fp) * not_clicked
     return dt_fn, dt_fp
 
 

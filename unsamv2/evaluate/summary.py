@@ -5,7 +5,7 @@ with ``iou1`` in percent and ``granularity_mode`` one of ``oracle``, ``fixed:<g>
 ``best_of_3``. A NoC above the loop's target IoU (NoC90 on part datasets) is not observable and left empty.
 
 The paper's "Averaged" columns (Tables 1 and 2) average five datasets, but its NoC90 column takes **NoC85 for the
-part datasets** (PascalPart, PartImageNet), whose loop stops at 0.85 (method.md §5.1, checked numerically there).
+part datasets** (PascalPart, PartImageNet), whose loop stops at 0.85 (official `sam2_evaluate.py`: "only eval NoC@85 for Part-level Dataset").
 :func:`paper_average` reproduces exactly that and labels the row ``dataset = "average"``; its ``noc85`` column is
 the plain mean of NoC85. All files are written atomically (temporary file + rename).
 """
@@ -229,7 +229,8 @@ def plot_miou_curves(
         ax.grid(True, alpha=0.3)
         if title:
             ax.set_title(title)
-        ax.legend(loc="lower right", fontsize="small")
+        if ax.lines:  # no legend (and no matplotlib warning) for an empty plot
+            ax.legend(loc="lower right", fontsize="small")
         fig.tight_layout()
         with atomic_output(path) as tmp:
             fig.savefig(tmp, format="png", dpi=120)

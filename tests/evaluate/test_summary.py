@@ -1,4 +1,4 @@
-"""Summary tables: CSV columns, round trips, the paper's averaging (known answers from method.md §6), the plot."""
+"""Summary tables: CSV columns, round trips, the paper's averaging (known answers: paper Tables 1 and 2), the plot."""
 from __future__ import annotations
 
 import csv
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unsamv2.evaluate.cli_commands import main as cli_main
 from unsamv2.evaluate.interactive import DatasetEvaluation, ObjectRecord
+from unsamv2.evaluate.run import average_summaries, plot_per_object
 from unsamv2.evaluate.summary import (
     SUMMARY_COLUMNS,
     mean_iou_curve,
@@ -22,7 +22,7 @@ from unsamv2.evaluate.summary import (
     write_summary_csv,
 )
 
-# Paper Table 1 (method.md §6): per dataset (NoC80, NoC90 — NoC85 for the part datasets —, 1-IoU).
+# Paper Table 1: per dataset (NoC80, NoC90 — NoC85 for the part datasets —, 1-IoU).
 TABLE1 = {
     "UnSAMv2*": {
         "grabcut": (1.16, 1.30, 91.4), "berkeley": (1.10, 1.60, 90.8), "sbd": (2.75, 5.97, 74.8),
@@ -119,18 +119,24 @@ def test_plot_is_written_atomically_as_png(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left behind
 
 
-def test_average_and_plot_commands(tmp_path: Path):
+def test_average_summaries_and_plot_per_object(tmp_path: Path):
     for model, table in TABLE1.items():
         write_summary_csv(_rows(model, table), tmp_path / f"{model}.csv")
     out = tmp_path / "avg.csv"
-    code = cli_main(["average-interactive", "--summaries", str(tmp_path / "UnSAMv2*.csv"),
-                     str(tmp_path / "SAM-2.csv"), "--out", str(out)])
-    assert code == 0
+    returned = average_summaries([tmp_path / "UnSAMv2*.csv", tmp_path / "SAM-2.csv"], None, out)
     averages = {r["model"]: r for r in read_summary_csv(out) if r["dataset"] == "average"}
     assert round(averages["UnSAMv2*"]["noc90"], 2) == 4.75 and round(averages["SAM-2"]["noc90"], 2) == 5.69
+    assert [r["model"] for r in returned] == ["UnSAMv2*", "SAM-2"]
+    assert len(read_summary_csv(out)) == 12  # the ten per-dataset rows, then the two averages
+
+    # Restricted to two benchmarks (any case, also as one comma-separated item): only those rows are averaged.
+    only = average_summaries([tmp_path / "SAM-2.csv"], ["GrabCut,berkeley"], tmp_path / "two.csv")
+    assert round(only[0]["noc80"], 3) == round((1.48 + 1.29) / 2, 3) and only[0]["n_objects"] == 20
 
     ev = _evaluation()
     per_object = write_per_object_csv(ev.records, ev.model, tmp_path / "po.csv", 20)
     png = tmp_path / "plot.png"
-    assert cli_main(["plot-interactive", "--per-object", str(per_object), "--out", str(png)]) == 0
+    assert plot_per_object([per_object], None, 20, png) == png
     assert png.exists()
+    with pytest.raises(ValueError, match="no per-object rows"):
+        plot_per_object([per_object], "grabcut", 20, tmp_path / "none.png")

@@ -1,55 +1,23 @@
-"""The click loop, the granularity modes and the oracle's early stop, with a deterministic fake model."""
+"""The click loop on one object: clicks, feedback, thresholds, best-of-3, lock-step batching, the oracle's early stop."""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from fake_click_model import DiscModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unsamv2.datasets.sample import ObjectMask, Sample
-from unsamv2.evaluate.interactive import (
-    GRANULARITY_GRID,
-    GranularityMode,
-    SessionSpec,
-    clicks_to_target,
-    evaluate_dataset,
-    evaluate_object,
-    parse_granularity_mode,
-    run_sessions,
-    select_best_fixed,
-    select_oracle,
-)
-
-
-def disc(shape: tuple[int, int], cy: int, cx: int, r: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+from tests.evaluate.fake_click_model import disc, model_for
+from unsamv2.core.constants import GRANULARITY_GRID
+from unsamv2.datasets.sample import ObjectMask
+from unsamv2.evaluate.adapters import Prediction
+from unsamv2.evaluate.modes import GranularityMode, parse_granularity_mode, select_oracle
+from unsamv2.evaluate.sessions import MULTIMASK_MASK_THRESHOLD, SessionSpec, evaluate_object, run_sessions
 
 
 def obj(gt: np.ndarray, ignore: np.ndarray | None = None) -> ObjectMask:
     return ObjectMask(gt.astype(bool), ignore, "o")
-
-
-def model_for(shape: tuple[int, int], **kwargs) -> DiscModel:
-    model = DiscModel(**kwargs)
-    model.set_image(np.zeros((*shape, 3), np.uint8))
-    return model
-
-
-# ------------------------------------------------------------------------------------------------ modes
-
-
-def test_parse_granularity_mode():
-    assert parse_granularity_mode("oracle") == GranularityMode("oracle")
-    assert parse_granularity_mode("fixed:0.3").label == "fixed:0.3"
-    assert parse_granularity_mode("fixed:1").label == "fixed:1.0"
-    assert parse_granularity_mode("best_of_3").label == "best_of_3"
-    for bad in ("fixed:1.5", "fixed:abc", "fixed:0.05", "random"):
-        with pytest.raises(ValueError):
-            parse_granularity_mode(bad)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -122,23 +90,72 @@ def test_ignore_pixels_do_not_count_in_the_iou():
     assert plain.ious[0] < 1.0 and banded.ious[0] == 1.0
 
 
+# ------------------------------------------------------------------------------------------------ thresholds
+
+SHAPE = (20, 20)
+GT = np.zeros(SHAPE, bool)
+GT[5:15, 5:15] = True  # 100 pixels
+
+
+def _three_candidates() -> np.ndarray:
+    """Three candidate logit maps whose ranking against GT depends on the threshold (-1 or 0)."""
+    logits = np.full((3, *SHAPE), -5.0, np.float32)
+    # 0: +2 on the inner 6x6 of GT, -0.5 on the rest of GT. > -1: exactly GT (IoU 1); > 0: 36 pixels (IoU 0.36).
+    logits[0][GT] = -0.5
+    logits[0, 7:13, 7:13] = 2.0
+    # 1: +2 on GT minus its last column (90 pixels): IoU 0.9 at both thresholds.
+    logits[1, 5:15, 5:14] = 2.0
+    # 2: -0.5 on the 300 background pixels, +2 on GT minus 5 pixels. > -1: everything (IoU 0.25); > 0: IoU 0.95.
+    logits[2] = -0.5
+    logits[2][GT] = 2.0
+    logits[2, 14, 10:15] = -5.0
+    return logits
+
+
+@dataclass
+class ThreeCandidateModel:
+    """Answers every prompt with the same three candidates (one, the first, without ``multimask``)."""
+
+    name: str = "three"
+    logits: np.ndarray = field(default_factory=_three_candidates)
+    mask_inputs: list[np.ndarray | None] = field(default_factory=list)
+
+    def set_image(self, image: np.ndarray) -> None:
+        pass
+
+    def predict_batch(self, points_xy, labels, granularities, mask_input, multimask=False):
+        self.mask_inputs.append(mask_input)
+        count = 3 if multimask else 1
+        low_res = np.stack([np.full((256, 256), float(c), np.float32) for c in range(count)])
+        return [Prediction(self.logits[:count], low_res, np.ones(count, np.float32)) for _ in granularities]
+
+
+def test_best_of_3_binarises_its_candidates_at_zero_not_at_minus_one():
+    # At the evaluation threshold -1 candidate 0 would be chosen with IoU 1.0 ...
+    model = ThreeCandidateModel()
+    (at_minus_one,) = run_sessions(model, GT, None, [SessionSpec(None, multimask=True)], target_iou=1.01,
+                                   max_clicks=2, multimask_threshold=-1.0)
+    assert at_minus_one.ious[0] == 1.0
+    assert np.all(model.mask_inputs[1] == 0.0)  # candidate 0's low-res logits fed back
+    # ... at 0 candidate 2 is chosen, and its IoU is the one of the > 0 mask.
+    model = ThreeCandidateModel()
+    (at_zero,) = run_sessions(model, GT, None, [SessionSpec(None, multimask=True)], target_iou=1.01,
+                              max_clicks=2, multimask_threshold=0.0)
+    assert at_zero.ious[0] == pytest.approx(0.95)
+    assert np.all(model.mask_inputs[1] == 2.0)
+    # best_of_3 uses 0 by default; the single-mask mode 'none' keeps the evaluation threshold -1.
+    assert MULTIMASK_MASK_THRESHOLD == 0.0
+    evaluation = evaluate_object(ThreeCandidateModel(), obj(GT),
+                                 [GranularityMode("none"), GranularityMode("best_of_3")], target_iou=0.9,
+                                 max_clicks=3)
+    assert evaluation.outcomes["best_of_3"].ious == pytest.approx((0.95,))
+    assert evaluation.outcomes["none"].ious == (1.0,)  # candidate 0 alone, > -1: exactly GT
+    (single_at_zero,) = run_sessions(ThreeCandidateModel(), GT, None, [SessionSpec(None)], target_iou=0.9,
+                                     max_clicks=1, mask_threshold=0.0)
+    assert single_at_zero.ious == [pytest.approx(0.36)]
+
+
 # ------------------------------------------------------------------------------------------------ oracle
-
-
-def test_select_oracle_fewest_clicks_then_first_iou():
-    target = 0.9
-    sequences = [
-        [0.5, 0.7, 0.92],  # 3 clicks
-        [0.6, 0.8, 0.91],  # 3 clicks, higher first IoU -> wins
-        [0.8, 0.85, 0.88, 0.95],  # 4 clicks
-    ]
-    assert select_oracle(sequences, target) == 1
-    assert select_oracle([[0.5, 0.95], [0.5, 0.91]], target) == 0  # full tie: the first (smaller g)
-    # Reaching the target at the last click beats never reaching it, whatever the first IoU.
-    assert select_oracle([[0.89] * 20, [0.1] * 19 + [0.95]], target) == 1
-    # Nobody reaches it: highest first IoU.
-    assert select_oracle([[0.3] * 20, [0.4] * 20], target) == 1
-    assert clicks_to_target([0.5, 0.9], 0.9) == 2 and clicks_to_target([0.5], 0.9) == float("inf")
 
 
 def test_oracle_ties_broken_by_first_click_iou_through_the_loop():
@@ -202,70 +219,3 @@ def test_sweep_and_oracle_share_one_run_and_agree():
     assert evaluation.outcomes["oracle"].granularity == GRANULARITY_GRID[best]
     assert evaluation.outcomes["fixed:0.35"].granularity == 0.35
     assert model.calls[0].granularities == [*GRANULARITY_GRID, 0.35]  # all first clicks in one call
-
-
-# ------------------------------------------------------------------------------------------------ datasets
-
-
-def test_select_best_fixed_lowest_mean_noc_then_first_iou():
-    target = 0.9
-    sweeps = [
-        {0.1: [0.95], 0.2: [0.5, 0.95], 0.3: [0.96]},
-        {0.1: [0.5, 0.95], 0.2: [0.95], 0.3: [0.6, 0.95]},
-    ]
-    # Mean NoC: 0.1 -> 1.5, 0.2 -> 1.5, 0.3 -> 1.5; mean first IoU: 0.725, 0.725, 0.78 -> 0.3.
-    assert select_best_fixed(sweeps, target, grid=(0.1, 0.2, 0.3)) == 0.3
-    sweeps[1][0.3] = [0.6, 0.7, 0.95]  # now 0.3 needs more clicks on average
-    assert select_best_fixed(sweeps, target, grid=(0.1, 0.2, 0.3)) == 0.1  # tie 0.1/0.2 -> smaller g
-
-
-def _samples(shape):
-    gts = [disc(shape, 20, 20, 8), disc(shape, 10, 30, 5)]
-    return [
-        Sample("img0", Path("img0.png"), [ObjectMask(gts[0], None, "a"), ObjectMask(gts[1], None, "b")]),
-        Sample("broken", Path("broken.png"), error="cannot read mask"),
-        Sample("img1", Path("img1.png"), [ObjectMask(gts[1], None, "c")]),
-        Sample("unreadable", Path("unreadable.png"), [ObjectMask(gts[0], None, "d")]),
-    ]
-
-
-def test_evaluate_dataset_encodes_each_image_once_and_reports_failures():
-    shape = (40, 40)
-
-    def loader(path: Path) -> np.ndarray:
-        if path.name == "unreadable.png":
-            raise ValueError(f"{path}: corrupt image")
-        return np.zeros((*shape, 3), np.uint8)
-
-    model = DiscModel()
-    modes = [GranularityMode("oracle"), GranularityMode("best_fixed"), parse_granularity_mode("fixed:0.5")]
-    result = evaluate_dataset(model, _samples(shape), modes, dataset="toy", target_iou=0.9, max_clicks=5,
-                              progress=False, image_loader=loader)
-    assert model.set_image_calls == 2  # img0 (two objects) and img1
-    assert result.n_images == 4
-    assert [f["image"] for f in result.failures] == ["broken", "unreadable"]
-    assert result.best_fixed_granularity in GRANULARITY_GRID
-    for mode in ("oracle", "best_fixed", "fixed:0.5"):
-        assert len(result.sequences(mode)) == 3
-    best_fixed = [r for r in result.records if r.mode == "best_fixed"]
-    assert {r.granularity for r in best_fixed} == {result.best_fixed_granularity}
-    assert result.metrics("oracle").noc90 <= result.metrics("fixed:0.5").noc90
-
-
-def test_evaluate_dataset_limit_and_size_mismatch():
-    shape = (40, 40)
-    model = DiscModel()
-    result = evaluate_dataset(model, _samples(shape), [GranularityMode("none")], dataset="toy", target_iou=0.9,
-                              max_clicks=2, limit=1, progress=False,
-                              image_loader=lambda p: np.zeros((41, 40, 3), np.uint8))
-    assert result.n_images == 1 and not result.records
-    assert "mask of object a" in result.failures[0]["error"]
-
-
-def test_modes_the_model_cannot_run_are_refused_before_any_image():
-    class NoGranularity(DiscModel):
-        supports_granularity = False
-
-    with pytest.raises(ValueError, match="no granularity input"):
-        evaluate_dataset(NoGranularity(), iter(()), [GranularityMode("oracle")], dataset="toy", target_iou=0.9,
-                         progress=False)

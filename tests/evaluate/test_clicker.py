@@ -1,4 +1,4 @@
-"""The click simulator against hand-computed answers (RITM's rule, method.md §5.1)."""
+"""The click simulator against hand-computed answers (RITM's rule, ``isegm/inference/clicker.py``)."""
 from __future__ import annotations
 
 import cv2
