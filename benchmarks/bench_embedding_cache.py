@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--correction-clicks", type=int, default=3)
     args = parser.parse_args()
 
-    from unsamv2.datasets.synthetic import write_synthetic_dataset
+    from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic_dataset(Path(tmp) / "scenes", args.images, seed=0, image_size=(256, 256))

@@ -33,7 +33,7 @@ def test_builtin_datasets_and_their_protocol():
     assert get_dataset("SA-1B").name == "sa1b" and get_dataset("PartImageNet").display_name == "PartImageNet"
     assert is_part_dataset("pascalpart") and is_part_dataset("PartImageNet") and not is_part_dataset("sbd")
     assert target_iou_for("grabcut") == 0.90 and target_iou_for("partimagenet") == 0.85
-    with pytest.raises(KeyError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="unknown dataset"):
         get_dataset("coco_mval")
 
 
@@ -67,12 +67,12 @@ def test_register_an_extra_dataset_and_load_it(tmp_path: Path):
         registry._REGISTRY.pop("toyparts")
 
 
-def test_synthetic_is_resolved_through_its_own_module(monkeypatch):
-    monkeypatch.setitem(registry._SELF_REGISTERING_MODULES, "synthetic", "unsamv2.datasets.no_such_module")
-    # Another test may have imported the module already (it registers itself then): forget that registration.
-    monkeypatch.delitem(registry._REGISTRY, "synthetic", raising=False)
-    with pytest.raises(KeyError, match="not installed"):
-        get_dataset("synthetic")
+def test_synthetic_is_registered_like_every_benchmark():
+    from unsamv2.datasets.synthetic import load_synthetic
+
+    spec = get_dataset("Synthetic")
+    assert spec.loader is load_synthetic and spec.default_options == {"level": "object"}
+    assert "synthetic" in dataset_names()
 
 
 def test_prepare_downloads_and_extracts_once(tmp_path: Path):

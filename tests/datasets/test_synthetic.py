@@ -1,9 +1,7 @@
 """Synthetic hierarchical scenes: file format, ground-truth consistency, granularity, determinism, loader, CLI."""
 from __future__ import annotations
 
-import importlib
 import json
-import types
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,8 +9,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from unsamv2.cli import main as cli_main
+from unsamv2.core.granularity import granularity_scores
+from unsamv2.datasets import synthetic_scenes as syn
 from unsamv2.datasets.registry import get_dataset, load_dataset
-from unsamv2.discovery.granularity import granularity_scores
 from unsamv2.io.images import load_image_rgb
 from unsamv2.io.masks import decode_rle, mask_bbox_xywh
 
@@ -26,15 +26,7 @@ IMAGE_KEYS = {"id", "file_name", "width", "height", "date_captured", "license", 
 
 
 @pytest.fixture(scope="module")
-def syn() -> types.ModuleType:
-    """``unsamv2.datasets.synthetic``, imported when the tests run rather than at collection time: importing it
-    registers the ``synthetic`` dataset, and tests/datasets/test_benchmark_registry.py checks the registry as it
-    is before that registration."""
-    return importlib.import_module("unsamv2.datasets.synthetic")
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(syn: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return syn.write_synthetic_dataset(tmp_path_factory.mktemp("syn") / "a", N_IMAGES, seed=SEED, image_size=SIZE)
 
 
@@ -105,7 +97,7 @@ def test_granularity_is_the_official_formula_over_each_hierarchy(dataset_dir: Pa
             assert members[-1]["granularity"] == 1.0  # the object is the largest mask of its hierarchy
 
 
-def test_masks_decode_to_the_rendered_label_map(syn: types.ModuleType):
+def test_masks_decode_to_the_rendered_label_map():
     for k in range(4):
         scene = syn.generate_scene(np.random.default_rng([SEED, k]), *SIZE)
         anns = syn.scene_annotations(scene, k, min_area=20)
@@ -126,12 +118,12 @@ def test_masks_decode_to_the_rendered_label_map(syn: types.ModuleType):
             assert len(signatures) == 1
 
 
-def test_written_image_is_the_rendered_image(syn: types.ModuleType, dataset_dir: Path):
+def test_written_image_is_the_rendered_image(dataset_dir: Path):
     scene = syn.generate_scene(np.random.default_rng([SEED, 3]), *SIZE)
     np.testing.assert_array_equal(load_image_rgb(dataset_dir / "images" / "syn_000003.png"), scene.image)
 
 
-def test_deterministic_per_seed(syn: types.ModuleType, dataset_dir: Path, tmp_path: Path):
+def test_deterministic_per_seed(dataset_dir: Path, tmp_path: Path):
     again = syn.write_synthetic_dataset(tmp_path / "b", 3, seed=SEED, image_size=SIZE)
     for rel in ("images/syn_000002.png", "annotations/syn_000002.json"):
         assert (again / rel).read_bytes() == (dataset_dir / rel).read_bytes()  # independent of n_images
@@ -172,10 +164,12 @@ def test_registered_loader_yields_one_level(dataset_dir: Path):
         list(load_dataset("synthetic", dataset_dir, level="wheel"))
 
 
-def test_cli(syn: types.ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert syn.main([str(tmp_path / "cli"), "--n", "2", "--seed", "1", "--size", "64", "80"]) == 0
+def test_cli(tmp_path: Path):
+    assert cli_main(["synthetic", "--out-dir", str(tmp_path / "cli"), "--n-images", "2", "--seed", "1",
+                     "--image-size", "64"]) == 0
     doc = json.loads((tmp_path / "cli" / "annotations" / "syn_000001.json").read_text())
-    assert (doc["image"]["height"], doc["image"]["width"]) == (64, 80)
-    assert (tmp_path / "cli" / "gt_coco.json").is_file() and "wrote 2" in capsys.readouterr().out
+    assert (doc["image"]["height"], doc["image"]["width"]) == (64, 64)
+    assert (tmp_path / "cli" / "gt_coco.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "cli" / "images").iterdir()) == ["syn_000000.png", "syn_000001.png"]
     with pytest.raises(ValueError, match="at least 32"):
         syn.generate_scene(np.random.default_rng(0), 16, 16)

@@ -9,7 +9,7 @@ Layout (PASCAL VOC 2010 images + the PASCAL-Part annotation archive, merged into
     PascalPart/ImageSets/Main/val.txt          image names (UnSAMv2 reads ``val.txt``; GraCo ``part_val.txt``)
 
 Each (object, part) pair is one evaluation target. The UnSAMv2 evaluation code keeps a random 10% of all pairs
-(unseeded ``random.sample``, cached in a pkl); the paper says "whole validation set" (⚠ DISAGREE, method.md §5.1).
+(unseeded ``random.sample``, cached in a pkl); the paper says "whole validation set" (the paper and the code disagree here).
 We follow the code by default but make the subsample reproducible: a pair is kept iff
 ``stable_uniform(seed, image, object, part) < fraction``. That is a per-pair Bernoulli draw, so the kept count is
 about, not exactly, 10%; it needs no pass over the whole dataset, so loading stays lazy. ``fraction=1.0`` gives

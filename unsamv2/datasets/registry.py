@@ -7,19 +7,16 @@ user-supplied files are in place (raising an error that says where to get them).
 Levels: object datasets are evaluated to a target IoU of 0.90, part datasets (PartImageNet, PascalPart) to 0.85
 (UnSAMv2 ``sam2_evaluate.py``: "only eval NoC@85 for Part-level Dataset").
 
-Download facts (anchors.md §D): the RITM/f-BRS zips for GrabCut, Berkeley and DAVIS publish **no checksum and no
+Download facts (as documented upstream): the RITM/f-BRS zips for GrabCut, Berkeley and DAVIS publish **no checksum and no
 exact size** — only approximate sizes in RITM's README (11 MB / 7 MB / 43 MB), recorded in the ``note`` of each
 spec with ``sha256: None``; record the SHA-256 of your copy after the first download. SBD's ``benchmark.tgz`` URL
 and MD5 are the ones torchvision's ``SBDataset`` uses (the download module verifies SHA-256 only, so the MD5 is
 recorded in the note). PascalPart, PartImageNet and SA-1B cannot be fetched by a script.
 
-More datasets can be added with :func:`register_dataset`. ``synthetic`` is reserved for the project's generated
-benchmark: looking it up imports ``unsamv2.datasets.synthetic``, which is expected to call
-:func:`register_dataset` for it at import time.
+More datasets can be added with :func:`register_dataset`; ``synthetic`` is the project's generated benchmark.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import tarfile
 import zipfile
@@ -34,6 +31,7 @@ from unsamv2.datasets.pascalpart import load_pascalpart
 from unsamv2.datasets.sa1b import load_sa1b
 from unsamv2.datasets.sample import Sample
 from unsamv2.datasets.sbd import load_sbd
+from unsamv2.datasets.synthetic import load_synthetic
 
 __all__ = [
     "DatasetSpec",
@@ -90,8 +88,6 @@ class DatasetSpec:
 _RITM_RELEASE = "https://github.com/saic-vul/fbrs_interactive_segmentation/releases/download/v1.0"
 
 _REGISTRY: dict[str, DatasetSpec] = {}
-# Datasets implemented in modules that register themselves on import (owned by other parts of the project).
-_SELF_REGISTERING_MODULES: dict[str, str] = {"synthetic": "unsamv2.datasets.synthetic"}
 
 
 def _key(name: str) -> str:
@@ -111,25 +107,15 @@ def register_dataset(spec: DatasetSpec, replace: bool = False) -> None:
 def get_dataset(name: str) -> DatasetSpec:
     """Look a dataset up by name (case, '-' and '_' are ignored: 'SA-1B' == 'sa1b')."""
     key = _key(name)
-    if key not in _REGISTRY and key in _SELF_REGISTERING_MODULES:
-        module = _SELF_REGISTERING_MODULES[key]
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            raise KeyError(f"dataset {name!r} is provided by module {module}, which is not installed") from None
-        if key not in _REGISTRY:
-            raise KeyError(f"module {module} did not register dataset {name!r} (call register_dataset on import)")
     if key not in _REGISTRY:
-        known = ", ".join(sorted({*_REGISTRY, *_SELF_REGISTERING_MODULES}))
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {known}")
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {known}")
     return _REGISTRY[key]
 
 
 def dataset_names() -> list[str]:
-    """Registered dataset names (the self-registering ``synthetic`` is listed even before its import)."""
-    return sorted({*_REGISTRY, *_SELF_REGISTERING_MODULES})
+    """Registered dataset names."""
+    return sorted(_REGISTRY)
 
 
 def is_part_dataset(name: str) -> bool:
@@ -266,4 +252,12 @@ register_dataset(DatasetSpec(
                  "the links file, download a shard not used for training (e.g. with `unsamv2 fetch-sa1b`), and "
                  "place its <id>.jpg under <root>/images and <id>.json under <root>/annotations"),
     ),
+))
+
+
+register_dataset(DatasetSpec(
+    name="synthetic", display_name="Synthetic", level="object", loader=load_synthetic,
+    description="generated hierarchical scenes (objects / parts / sub-parts, exact visible-pixel ground truth); "
+                "option level=part|subpart|all_parts selects part masks (use target IoU 0.85 for those)",
+    default_options={"level": "object"},
 ))

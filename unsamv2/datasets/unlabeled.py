@@ -120,7 +120,7 @@ def fetch_sa1b_tar(links_file: Path, tar_name: str, dest_dir: Path) -> Path:
     """Download one SA-1B tar named in the links file (resumable; SA-1B publishes no checksums)."""
     links = read_sa1b_links(links_file)
     if tar_name not in links:
-        raise KeyError(f"{tar_name} is not listed in {links_file} (it lists {len(links)} tars)")
+        raise ValueError(f"{tar_name} is not listed in {links_file} (it lists {len(links)} tars)")
     return download_file(links[tar_name], Path(dest_dir) / tar_name)
 
 

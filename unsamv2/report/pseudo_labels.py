@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unsamv2.discovery.shard import read_manifest
+from unsamv2.datasets.unlabeled import read_image_list
+from unsamv2.discovery.shard import output_name, read_manifest
 from unsamv2.io.atomic import atomic_output, atomic_write_text
 from unsamv2.io.pseudo_labels import read_document
 
@@ -145,3 +146,17 @@ def write_examples(label_files: Sequence[Path], image_paths: dict[str, Path], ou
     with atomic_output(out_png) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def write_pseudo_label_report(
+    labels_dir: Path, manifests: Sequence[Path], out_dir: Path, bins: int, run: str, image_list: Path | None = None,
+) -> dict[str, float]:
+    """``unsamv2 report-pseudo-labels``: the statistics of every image the manifests list as done, and
+    ``examples.png`` when the image list is given."""
+    files = [labels_dir / output_name(Path(r.file_name)) for m in manifests for r in read_manifest(Path(m))
+             if r.status != "error"]
+    summary = write_report(files, manifests, out_dir, bins=bins, run=run)
+    if image_list is not None:
+        paths = {p.name: p for _, p in read_image_list(image_list)}
+        write_examples(files, paths, out_dir / "examples.png")
+    return summary

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from unsamv2.core.mask_overlap import mask_iou_matrix
-from unsamv2.datasets.synthetic import LEVEL_NAMES
+from unsamv2.datasets.synthetic_scenes import LEVEL_NAMES
 from unsamv2.io.atomic import atomic_output
 from unsamv2.io.masks import decode_rle
 from unsamv2.io.pseudo_labels import read_annotations

@@ -1,0 +1,1 @@
+"""Tests of ``unsamv2.report``."""
