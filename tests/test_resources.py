@@ -82,9 +82,10 @@ def test_gated_backbone_needs_a_token_and_sends_it(hub: HubServer, tmp_path: Pat
 
 
 def test_cli_reports_the_gated_backbone_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    assert cli_main(["download-backbone", "dinov3_vitb16", str(tmp_path / "x")]) == 2
-    assert "request access" in caplog.text
-    with pytest.raises(KeyError, match="dinov9"):
+    assert cli_main(["download-backbone", "dinov3_vitb16", "--out-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "request access" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="dinov9"):
         download_backbone("dinov9", tmp_path)

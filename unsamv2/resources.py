@@ -1,4 +1,4 @@
-"""Where the model weights the pipeline needs come from (anchors.md §D).
+"""Where the model weights the pipeline needs come from (the upstream model pages and sam2's `checkpoints/download_ckpts.sh`).
 
 Hugging Face files are fetched by plain HTTPS from `https://huggingface.co/<repo>/resolve/<revision>/<file>`, so
 the same resumable, verified downloader serves every resource. Gated repositories (DINOv3) need the user's token
@@ -49,7 +49,7 @@ BACKBONES: dict[str, HubModel] = {
 def download_backbone(name: str, dest_dir: Path, endpoint: str | None = None) -> Path:
     """Fetch a backbone's transformers files into `dest_dir` (skipped where present and complete)."""
     if name not in BACKBONES:
-        raise KeyError(f"no download source for backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+        raise ValueError(f"no download source for backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
     model = BACKBONES[name]
     headers: dict[str, str] = {}
     token = os.environ.get("HF_TOKEN")
@@ -75,10 +75,19 @@ SAM21_FILES: dict[str, str] = {
     "base_plus": "sam2.1_hiera_base_plus.pt",
     "large": "sam2.1_hiera_large.pt",
 }
+#: Where the workflow keeps the downloaded SAM-2.1 checkpoints (relative to the working directory).
+SAM21_CHECKPOINT_DIR = "resources/checkpoints"
+
+
+def sam21_checkpoint_path(size: str) -> str:
+    """The workflow's path of the stock SAM-2.1 checkpoint of ``size`` (what rule ``download_sam2`` writes)."""
+    if size not in SAM21_FILES:
+        raise ValueError(f"no SAM-2.1 checkpoint of size {size!r}; known: {', '.join(SAM21_FILES)}")
+    return f"{SAM21_CHECKPOINT_DIR}/{SAM21_FILES[size]}"
 
 
 def download_sam21(size: str, dest: Path, base_url: str = SAM21_BASE_URL) -> Path:
     """Fetch a stock SAM-2.1 checkpoint (resumable; verified by size only through the transfer itself)."""
     if size not in SAM21_FILES:
-        raise KeyError(f"no SAM-2.1 checkpoint of size {size!r}; known: {', '.join(SAM21_FILES)}")
+        raise ValueError(f"no SAM-2.1 checkpoint of size {size!r}; known: {', '.join(SAM21_FILES)}")
     return download_file(f"{base_url.rstrip('/')}/{SAM21_FILES[size]}", dest)

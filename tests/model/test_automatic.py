@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from unsamv2.core.constants import GRANULARITY_GRID
 from unsamv2.io.masks import decode_rle
-from unsamv2.model.automatic import (
-    POOLED_GRANULARITIES,
-    UnSAMv2AutomaticMaskGenerator,
-    official_thresholds,
-)
+from unsamv2.model.automatic import UnSAMv2AutomaticMaskGenerator, official_thresholds
 from unsamv2.model.predictor import UnSAMv2ImagePredictor
 
 
@@ -29,7 +26,7 @@ def test_defaults_are_the_official_whole_image_settings(tiny_model: torch.nn.Mod
     assert isinstance(gen.predictor, UnSAMv2ImagePredictor)
     assert gen.thresholds_for(0.3) == (0.65, 0.7)
     assert gen.thresholds_for(0.5) == (0.5, 0.7)
-    assert POOLED_GRANULARITIES == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    assert GRANULARITY_GRID == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @pytest.mark.parametrize(

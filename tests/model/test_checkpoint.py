@@ -25,13 +25,13 @@ from unsamv2.model.checkpoint import (
 )
 from unsamv2.model.lora import merge_lora
 from unsamv2.model.predictor import UnSAMv2ImagePredictor
-from unsamv2.model.testing import random_state_dict, write_random_checkpoint
+from unsamv2.model.random_checkpoint import random_state_dict, write_random_checkpoint
 
 TEST_IMAGE_SIZE = 256  # model input of the model tests (see conftest.py)
 
 
 def official_added_keys() -> set[str]:
-    """The keys method.md §2.6 lists, written out by hand (LoRA base weights in the original_layer form)."""
+    """The added keys of the official UnSAMv2 checkpoint, written out by hand (LoRA base weights in the original_layer form)."""
     keys = {"sam_prompt_encoder.granularity_embedding.weight", "sam_mask_decoder.gra_token.weight"}
     keys |= {
         f"sam_prompt_encoder.fourier_embedder.mlp.mlp.{i}.{w}" for i in (0, 3, 6) for w in ("weight", "bias")

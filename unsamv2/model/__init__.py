@@ -3,10 +3,11 @@ and predictors for images, whole images and videos.
 
 Typical use::
 
+    from unsamv2.core.constants import EVAL_MASK_THRESHOLD
     from unsamv2.model import build_unsamv2, UnSAMv2ImagePredictor
 
     model = build_unsamv2(checkpoint="unsamv2_small.pt", device="cpu")  # size read from the checkpoint
-    predictor = UnSAMv2ImagePredictor(model, mask_threshold=-1.0)
+    predictor = UnSAMv2ImagePredictor(model, mask_threshold=EVAL_MASK_THRESHOLD)  # -1, the official value
     predictor.set_image(image)                                          # H×W×3 uint8 RGB
     masks, ious, logits = predictor.predict(points, labels, granularity=0.3)
 
@@ -22,6 +23,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "build_unsamv2": "unsamv2.model.build",
     "build_sam2_base": "unsamv2.model.build",
+    "build_sam2_model": "unsamv2.model.build",
     "attach_granularity_modules": "unsamv2.model.build",
     "count_trainable_parameters": "unsamv2.model.build",
     "detect_model_size": "unsamv2.model.build",
@@ -40,11 +42,9 @@ _EXPORTS: dict[str, str] = {
     "validate_granularity": "unsamv2.model.granularity",
     "UnSAMv2ImagePredictor": "unsamv2.model.predictor",
     "UnSAMv2AutomaticMaskGenerator": "unsamv2.model.automatic",
-    "POOLED_GRANULARITIES": "unsamv2.model.automatic",
     "UnSAMv2VideoPredictor": "unsamv2.model.video",
     "track_object": "unsamv2.model.video",
     "granularity_strip": "unsamv2.model.figures",
-    "write_random_checkpoint": "unsamv2.model.testing",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Whole-image segmentation at a granularity (method.md §4.2).
+"""Whole-image segmentation at a granularity (paper §4.2; official `evaluation/whole_image/coco_annotator.py`).
 
 sam2's ``SAM2AutomaticMaskGenerator`` with every grid point prompted at granularity g, and the settings of the
 official whole-image evaluation: 64×64 grid, 128 points per batch, mask threshold -1, stability offset 0.7, no
@@ -32,13 +32,11 @@ from sam2.utils.amg import (
 from torchvision.ops.boxes import batched_nms
 from tqdm.auto import tqdm
 
+from unsamv2.core.constants import EVAL_MASK_THRESHOLD, GRANULARITY_GRID
 from unsamv2.model.granularity import validate_granularities, validate_granularity
-from unsamv2.model.predictor import OFFICIAL_EVAL_MASK_THRESHOLD, UnSAMv2ImagePredictor
+from unsamv2.model.predictor import UnSAMv2ImagePredictor
 
-__all__ = ["POOLED_GRANULARITIES", "UnSAMv2AutomaticMaskGenerator", "official_thresholds"]
-
-#: The granularities pooled for the whole-image benchmark: 0.1, 0.2, …, 1.0.
-POOLED_GRANULARITIES: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
+__all__ = ["UnSAMv2AutomaticMaskGenerator", "official_thresholds"]
 
 
 def official_thresholds(granularity: float) -> tuple[float, float]:
@@ -65,7 +63,7 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
         pred_iou_thresh: float | None = None,
         stability_score_thresh: float | None = None,
         stability_score_offset: float = 0.7,
-        mask_threshold: float = OFFICIAL_EVAL_MASK_THRESHOLD,
+        mask_threshold: float = EVAL_MASK_THRESHOLD,
         box_nms_thresh: float = 0.7,
         crop_n_layers: int = 0,
         crop_nms_thresh: float = 0.7,
@@ -117,7 +115,7 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
 
     @torch.no_grad()
     def generate_pooled(
-        self, image: np.ndarray, granularities: Sequence[float] = POOLED_GRANULARITIES
+        self, image: np.ndarray, granularities: Sequence[float] = GRANULARITY_GRID
     ) -> list[dict[str, Any]]:
         """Masks at every granularity (default 0.1 … 1.0) from one image encoding, pooled without cross-g NMS."""
         return self._generate_records(image, validate_granularities(granularities))

@@ -4,7 +4,11 @@
 ``unsamv2_small.yaml`` (single-mask output everywhere), instantiates sam2's ``SAM2Base`` (or our video predictor
 subclass), then *attaches* the granularity modules by composition: the stock prompt encoder and mask decoder are
 replaced by subclasses carrying the same weights plus the new modules, and LoRA wraps the decoder's attention
-projections. Everything of SAM-2 is frozen; only the method.md §2.5 parameters are trainable.
+projections. Everything of SAM-2 is frozen; only the modules UnSAMv2 adds (granularity encoder, granularity token
+and head, LoRA) are trainable.
+
+Stock SAM-2.1 (the baselines) is built here too: :func:`build_sam2_model` as sam2's own ``build_sam2`` builds it,
+and :func:`sam2_image_predictor` wraps it in sam2's ``SAM2ImagePredictor`` at any input size.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from hydra import compose
@@ -21,19 +26,27 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
 
+from unsamv2.core.constants import is_granularity_parameter
 from unsamv2.model.decoder import GranularityMaskDecoder
 from unsamv2.model.lora import apply_lora, merge_lora
 from unsamv2.model.prompt_encoder import GranularityPromptEncoder
+
+if TYPE_CHECKING:
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 __all__ = [
     "MODEL_CONFIGS",
     "GranularityConfig",
     "attach_granularity_modules",
     "build_sam2_base",
+    "build_sam2_from_config",
+    "build_sam2_model",
     "build_unsamv2",
     "count_trainable_parameters",
     "detect_model_size",
     "normalize_model_size",
+    "sam2_feature_sizes",
+    "sam2_image_predictor",
     "set_unsamv2_trainable",
     "trainable_parameter_names",
 ]
@@ -78,7 +91,7 @@ _HIERA_SIGNATURES: dict[tuple[int, int], str] = {
 _PATCH_EMBED_KEY = "image_encoder.trunk.patch_embed.proj.weight"
 _BLOCK_PREFIX = "image_encoder.trunk.blocks."
 
-# The deltas of the official unsamv2_small.yaml against stock sam2.1_hiera_s.yaml (method.md §2.1): the decoder
+# The deltas of the official unsamv2_small.yaml against stock sam2.1_hiera_s.yaml: the decoder
 # returns one (granularity) mask, so multimask outputs and multimask object-pointer tokens are switched off.
 _UNSAMV2_OVERRIDES: tuple[str, ...] = (
     "++model.multimask_output_in_sam=false",
@@ -86,13 +99,13 @@ _UNSAMV2_OVERRIDES: tuple[str, ...] = (
     "++model.use_multimask_token_for_obj_ptr=false",
 )
 
-_NEW_MODULE_PREFIXES: tuple[str, ...] = (
-    "sam_prompt_encoder.granularity_embedding.",
-    "sam_prompt_encoder.fourier_embedder.",
-    "sam_mask_decoder.gra_token.",
-    "sam_mask_decoder.gra_output_token_mlp.",
+# The inference post-processing sam2's build_sam2 applies (sam2/build_sam.py): with single-mask output the decoder
+# falls back to the best of its multimask outputs when the single mask is unstable (in eval mode only).
+_SAM2_POSTPROCESSING: tuple[str, ...] = (
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
 )
-
 
 @dataclass(frozen=True)
 class GranularityConfig:
@@ -141,12 +154,22 @@ def detect_model_size(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def _compose_sam2_config(size: str, overrides: list[str]) -> object:
+    return _compose_config(MODEL_CONFIGS[size], overrides)
+
+
+def _compose_config(config_name: str, overrides: list[str]) -> object:
     # Importing sam2 initialises Hydra on the sam2 package (sam2/__init__.py); config names are package paths.
     import sam2  # noqa: F401
 
-    cfg = compose(config_name=MODEL_CONFIGS[size], overrides=overrides)
+    cfg = compose(config_name=config_name, overrides=overrides)
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def _check_image_size(image_size: int) -> None:
+    if image_size % 64 != 0 or image_size <= 0:
+        # 16× for the image embedding, and the Hiera stages halve it three more times.
+        raise ValueError(f"image_size must be a positive multiple of 64, got {image_size}")
 
 
 def build_sam2_base(
@@ -161,9 +184,7 @@ def build_sam2_base(
     subclass) instead of ``SAM2Base``. The UnSAMv2 overrides (single-mask outputs) are always applied.
     """
     size = normalize_model_size(size)
-    if image_size % 64 != 0 or image_size <= 0:
-        # 16× for the image embedding, and the Hiera stages halve it three more times.
-        raise ValueError(f"image_size must be a positive multiple of 64, got {image_size}")
+    _check_image_size(image_size)
     overrides = list(_UNSAMV2_OVERRIDES)
     if image_size != 1024:
         overrides.append(f"++model.image_size={image_size}")
@@ -179,12 +200,82 @@ def build_sam2_base(
     return instantiate(cfg.model, _recursive_=True)
 
 
+def build_sam2_model(
+    size: str,
+    checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+    *,
+    image_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> SAM2Base:
+    """Stock SAM-2.1 of ``size`` as sam2's ``build_sam2`` builds it, with ``checkpoint`` loaded, in eval mode.
+
+    The model is sam2's config plus sam2's inference post-processing (see ``_SAM2_POSTPROCESSING``; it acts in eval
+    mode only), without UnSAMv2's overrides; at 1024 px it is the very model ``build_sam2(MODEL_CONFIGS[size],
+    checkpoint)`` returns, weights included. ``checkpoint``: a stock SAM-2.1 ``.pt`` file or state dict (every key
+    must match; ``None`` = random weights).
+    """
+    return _build_stock_sam2(MODEL_CONFIGS[normalize_model_size(size)], checkpoint, image_size, device)
+
+
+def build_sam2_from_config(
+    config: str,
+    checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+) -> SAM2Base:
+    """:func:`build_sam2_model` from any sam2 config name (e.g. SAM-2.0's ``configs/sam2/sam2_hiera_s.yaml``)."""
+    return _build_stock_sam2(config, checkpoint, 1024, device)
+
+
+def _build_stock_sam2(
+    config_name: str,
+    checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None,
+    image_size: int,
+    device: str | torch.device,
+) -> SAM2Base:
+    from unsamv2.model.checkpoint import load_state_dict_into_model, read_checkpoint
+
+    _check_image_size(image_size)
+    overrides = list(_SAM2_POSTPROCESSING)
+    if image_size != 1024:
+        overrides.append(f"++model.image_size={image_size}")
+    model = instantiate(_compose_config(config_name, overrides).model, _recursive_=True)
+    if checkpoint is not None:
+        source = "<state dict>" if isinstance(checkpoint, Mapping) else str(checkpoint)
+        state = checkpoint if isinstance(checkpoint, Mapping) else read_checkpoint(Path(checkpoint))
+        # A stock model has no module of its own to keep fresh: a missing or extra key is an error.
+        report = load_state_dict_into_model(model, state, source=source)
+        log.info("loaded %s: %s", source, report.summary())
+    model = model.to(torch.device(device))
+    model.eval()
+    return model
+
+
+def sam2_feature_sizes(image_size: int) -> list[tuple[int, int]]:
+    """SAM-2's backbone feature-map sizes (strides 4, 8, 16) at ``image_size``; sam2's predictor assumes 1024 px."""
+    s = int(image_size)
+    return [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+
+
+def sam2_image_predictor(model: SAM2Base, mask_threshold: float) -> SAM2ImagePredictor:
+    """sam2's ``SAM2ImagePredictor`` for a stock model of any input size, without mask clean-up.
+
+    No hole filling and no sprinkle removal (``max_hole_area = max_sprinkle_area = 0``, as the official
+    evaluation); the feature sizes are those of ``model.image_size`` (sam2 hard-codes the 1024-px ones).
+    """
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    predictor = SAM2ImagePredictor(model, mask_threshold=mask_threshold, max_hole_area=0.0, max_sprinkle_area=0.0)
+    predictor._bb_feat_sizes = sam2_feature_sizes(int(model.image_size))
+    return predictor
+
+
 def attach_granularity_modules(model: SAM2Base, config: GranularityConfig | None = None) -> SAM2Base:
     """Turn a SAM-2 model into UnSAMv2 in place: granularity prompt encoder, granularity mask token, LoRA.
 
     The existing SAM-2 weights are kept (a model already loaded with SAM-2.1 weights stays loaded); the new
     modules are freshly initialised (PyTorch defaults; LoRA A ~ 0.01·N(0,1), B = 0). Parameters are then frozen
-    except the trainable set of method.md §2.5.
+    except the modules UnSAMv2 adds (:func:`set_unsamv2_trainable`).
     """
     cfg = config or GranularityConfig()
     if isinstance(model.sam_prompt_encoder, GranularityPromptEncoder):
@@ -209,14 +300,10 @@ def attach_granularity_modules(model: SAM2Base, config: GranularityConfig | None
     return model
 
 
-def _is_trainable_name(name: str) -> bool:
-    return name.startswith(_NEW_MODULE_PREFIXES) or ".lora_A" in name or ".lora_B" in name
-
-
 def set_unsamv2_trainable(model: torch.nn.Module) -> None:
     """Freeze everything except the granularity encoder, type embedding, gra token + head and LoRA factors."""
     for name, param in model.named_parameters():
-        param.requires_grad = _is_trainable_name(name)
+        param.requires_grad = is_granularity_parameter(name)
 
 
 def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
@@ -291,14 +378,3 @@ def build_unsamv2(
     model = model.to(torch.device(device))
     model.train(mode == "train")
     return model
-
-
-def describe(model: SAM2Base) -> dict[str, object]:
-    """A small JSON-able description of a built model (size, image size, granularity config, trainable count)."""
-    cfg = getattr(model, "unsamv2_config", None)
-    return {
-        "size": getattr(model, "unsamv2_size", None),
-        "image_size": int(model.image_size),
-        "granularity_config": asdict(cfg) if cfg is not None else None,
-        "trainable_parameters": count_trainable_parameters(model),
-    }

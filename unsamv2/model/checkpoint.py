@@ -1,6 +1,6 @@
 """Checkpoint I/O: stock SAM-2.1 and official UnSAMv2 files load unchanged; saves use the official format.
 
-Formats (method.md §2.6), all ``torch.save``'d dicts with the weights under ``"model"``:
+Formats (the official release's checkpoints), all ``torch.save``'d dicts with the weights under ``"model"``:
 
 * **SAM-2.1** (``sam2.1_hiera_*.pt``): the stock keys only. The UnSAMv2 modules keep their fresh initialisation.
 * **UnSAMv2** (official): stock keys + ``sam_prompt_encoder.granularity_embedding.weight``,
@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unsamv2.core.constants import GRANULARITY_PARAM_PREFIXES
 from unsamv2.io.atomic import atomic_output
 from unsamv2.model.lora import has_unmerged_lora
 
@@ -46,12 +47,6 @@ log = logging.getLogger(__name__)
 #: Keys the official build_sam tolerates (a dropped "granularity rounding" module); ignored when present.
 DOCUMENTED_LEFTOVER_PREFIXES: tuple[str, ...] = ("sam_prompt_encoder.granularity_round_embedding.",)
 
-_GRANULARITY_PREFIXES: tuple[str, ...] = (
-    "sam_prompt_encoder.granularity_embedding.",
-    "sam_prompt_encoder.fourier_embedder.",
-    "sam_mask_decoder.gra_token.",
-    "sam_mask_decoder.gra_output_token_mlp.",
-)
 _MAX_LISTED = 30
 
 
@@ -104,7 +99,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def checkpoint_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     """``"unsamv2"`` if the state dict holds any granularity-module key, else ``"sam2"``."""
-    return "unsamv2" if any(k.startswith(_GRANULARITY_PREFIXES) for k in state_dict) else "sam2"
+    return "unsamv2" if any(k.startswith(GRANULARITY_PARAM_PREFIXES) for k in state_dict) else "sam2"
 
 
 def _to_model_keys(state_dict: Mapping[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
@@ -154,7 +149,7 @@ def load_state_dict_into_model(
     unexpected = sorted(set(state) - model_keys)
     missing = sorted(model_keys - set(state))
     lora_keys = {k for k in model_keys if ".lora_" in k}
-    new_module_keys = {k for k in model_keys if k.startswith(_GRANULARITY_PREFIXES)} | lora_keys
+    new_module_keys = {k for k in model_keys if k.startswith(GRANULARITY_PARAM_PREFIXES)} | lora_keys
     if fmt == "sam2":
         allowed_missing = new_module_keys
     elif has_lora_keys:

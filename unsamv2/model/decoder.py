@@ -1,4 +1,4 @@
-"""SAM-2's mask decoder with one extra output token, the granularity mask token (method.md §2.3).
+"""SAM-2's mask decoder with one extra output token, the granularity mask token (paper §3.4; official `gra_mask_decoder.py`).
 
 The token sequence entering the two-way transformer is
 ``[obj_score_token, iou_token, mask_tokens×4, gra_token, point tokens…, pad, granularity token]``; the mask returned

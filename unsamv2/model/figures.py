@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from unsamv2.core.constants import GRANULARITY_GRID
 from unsamv2.io.atomic import atomic_output
-from unsamv2.model.automatic import POOLED_GRANULARITIES
 from unsamv2.model.granularity import validate_granularities
 from unsamv2.model.predictor import UnSAMv2ImagePredictor
 
@@ -45,7 +45,7 @@ def granularity_strip(
     predictor: UnSAMv2ImagePredictor,
     image: np.ndarray,
     point: tuple[float, float],
-    granularities: Sequence[float] = POOLED_GRANULARITIES,
+    granularities: Sequence[float] = GRANULARITY_GRID,
     m2m: bool = False,
     tile_height: int = 256,
     encode_image: bool = True,

@@ -1,6 +1,6 @@
 """The granularity encoder: a scalar g in [0.1, 1.0] becomes one extra sparse prompt token.
 
-UnSAMv2 (method.md §2.2) embeds g with fixed Fourier features (d = 128: 64 frequencies 100^(k/64), sin and cos
+UnSAMv2 (paper §3.4; official `granularity_embedding.py`) embeds g with fixed Fourier features (d = 128: 64 frequencies 100^(k/64), sin and cos
 interleaved, no 2π factor), a 3-layer MLP 128 → 192 → 192 → 256 (ReLU, dropout 0.1) and a learned [1, 256] type
 embedding that tells the decoder "this token is a granularity", the way SAM's per-label point embeddings do.
 

@@ -1,4 +1,4 @@
-"""LoRA on the mask decoder's two-way transformer (method.md §2.4).
+"""LoRA on the mask decoder's two-way transformer (paper §4.1; official `sam2/modeling/sam/transformer.py`).
 
 Rank r (8), α = 2r (scaling α/r = 2), dropout 0.1 on the LoRA input, A ~ 0.01·N(0, 1), B = 0, on q/k/v/out of all 7
 attention modules of SAM-2's ``TwoWayTransformer`` (28 linears). The wrapped base linear is kept as

@@ -1,4 +1,4 @@
-"""Interactive image predictor: set an image once, then ask for masks at any granularity (method.md §4.1).
+"""Interactive image predictor: set an image once, then ask for masks at any granularity.
 
 Built on ``sam2``'s ``SAM2ImagePredictor`` (image transforms, feature caching, prompt preparation are inherited);
 only the decoding step changes: every query carries a granularity token and the decoder returns one mask (the
@@ -16,13 +16,11 @@ from PIL.Image import Image
 from sam2.modeling.sam2_base import SAM2Base
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+from unsamv2.model.build import sam2_feature_sizes
 from unsamv2.model.granularity import validate_granularities, validate_granularity
 from unsamv2.model.prompt_encoder import GranularityPromptEncoder
 
-__all__ = ["OFFICIAL_EVAL_MASK_THRESHOLD", "UnSAMv2ImagePredictor"]
-
-#: The official evaluation, AMG and video code binarise mask logits at > -1.0 (the predictor default is 0).
-OFFICIAL_EVAL_MASK_THRESHOLD = -1.0
+__all__ = ["UnSAMv2ImagePredictor"]
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -52,8 +50,7 @@ class UnSAMv2ImagePredictor(SAM2ImagePredictor):
             max_sprinkle_area=max_sprinkle_area,
         )
         # sam2 hard-codes the 1024-px feature sizes; derive them from the model so smaller inputs work too.
-        s = int(sam_model.image_size)
-        self._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        self._bb_feat_sizes = sam2_feature_sizes(int(sam_model.image_size))
         # Granularity used by `_predict` when a caller (sam2's automatic mask generator code) does not pass one.
         self.default_granularity: float | None = None
 

@@ -1,4 +1,4 @@
-"""SAM-2's prompt encoder plus one granularity token (method.md §2.2).
+"""SAM-2's prompt encoder plus one granularity token (paper §3.4; official `prompt_encoder.py`).
 
 The token E_g = MLP(Fourier(g)) + type embedding is *concatenated* to the sparse prompt embeddings after the point
 tokens (and SAM's "not-a-point" padding token) and before any box tokens; it gets no positional encoding.

@@ -7,21 +7,19 @@ made with them as such).
 
 Command line::
 
-    python -m unsamv2.model.testing --size small --format unsamv2 demo_unsamv2_small.pt
+    unsamv2 random-checkpoint --model-size small --format unsamv2 --out demo_unsamv2_small.pt
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from unsamv2.io.atomic import atomic_output
-from unsamv2.model.build import build_sam2_base, build_unsamv2, normalize_model_size
-from unsamv2.model.lora import merge_lora
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CHECKPOINT_FORMATS", "random_state_dict", "write_random_checkpoint"]
 
@@ -38,6 +36,12 @@ def random_state_dict(
     UnSAMv2 formats get LoRA B ~ N(0, ``lora_std``) instead of the zero initialisation, so that LoRA changes the
     outputs and merge / round-trip tests can fail.
     """
+    # Imported here: the command line lists CHECKPOINT_FORMATS without loading torch.
+    import torch
+
+    from unsamv2.model.build import build_sam2_base, build_unsamv2, normalize_model_size
+    from unsamv2.model.lora import merge_lora
+
     if fmt not in CHECKPOINT_FORMATS:
         raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {CHECKPOINT_FORMATS}")
     size = normalize_model_size(size)
@@ -62,35 +66,10 @@ def write_random_checkpoint(
     path: str | os.PathLike[str], size: str = "tiny", fmt: str = "unsamv2", seed: int = 0
 ) -> Path:
     """Write a random-weight checkpoint ``{"model": state_dict}`` (format ``fmt``, SAM-2.1 ``size``) atomically."""
+    import torch
+
     state = random_state_dict(size=size, fmt=fmt, seed=seed)
     dest = Path(path)
     with atomic_output(dest) as tmp:
         torch.save({"model": state}, tmp)
     return dest
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: write one random-weight checkpoint."""
-    parser = argparse.ArgumentParser(
-        prog="python -m unsamv2.model.testing",
-        description="Write a random-weight SAM-2.1 / UnSAMv2 checkpoint in the released format (for tests and "
-        "the offline demo; its masks are meaningless).",
-    )
-    parser.add_argument("out", type=Path, help="output .pt file")
-    parser.add_argument("--size", default="tiny", help="tiny, small, base_plus or large (default: tiny)")
-    parser.add_argument("--format", dest="fmt", default="unsamv2", choices=CHECKPOINT_FORMATS)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        path = write_random_checkpoint(args.out, size=args.size, fmt=args.fmt, seed=args.seed)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {path} ({args.fmt}, SAM-2.1 {normalize_model_size(args.size)}, seed {args.seed}, random weights)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

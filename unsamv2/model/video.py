@@ -1,4 +1,4 @@
-"""Video: propagate a clicked object at a granularity through a folder of frames (method.md §4.3).
+"""Video: propagate a clicked object at a granularity through a folder of frames (paper Fig. 9; official `sam2_video_predictor.py` and video notebook).
 
 ``UnSAMv2VideoPredictor`` is sam2's ``SAM2VideoPredictor`` with the granularity modules attached. Each object
 carries its own granularity (given with its clicks); on every frame that object is decoded with that granularity
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
+from unsamv2.core.constants import EVAL_MASK_THRESHOLD
 from unsamv2.io.images import list_images, load_image_rgb
 from unsamv2.model.granularity import validate_granularity
 
@@ -219,7 +220,7 @@ def track_object(
     points: Sequence[Sequence[float]] | np.ndarray,
     labels: Sequence[int] | np.ndarray,
     granularity: float,
-    mask_threshold: float = -1.0,
+    mask_threshold: float = EVAL_MASK_THRESHOLD,
     obj_id: int = 1,
 ) -> tuple[list[Path], dict[int, np.ndarray]]:
     """Click an object on ``frame_idx`` and track it through the whole folder (forward, then backward).
