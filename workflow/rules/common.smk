@@ -1,21 +1,26 @@
-# Helpers shared by the workflow: config validation, run paths, shard lists and input functions.
+# Helpers shared by the workflow: config validation, the run's settings objects, paths and input functions.
+# The settings dataclasses of the package own keys, defaults and sentinels; this file only maps them to paths.
 import json
-import os
 import math
+import os
 
 from snakemake.utils import validate
 
+from unsamv2.discovery.config import DiscoveryConfig
+from unsamv2.evaluate.config import EvaluationConfig
+from unsamv2.train.config import TrainConfig
 
+
+# Fills every schema default into `config`, so the code below reads validated values directly.
 validate(config, schema="../schemas/config.schema.yaml")
 
-if config.get("train"):
-    # The train section's keys are those of the trainer's settings; checking them here fails the whole run
-    # before any job starts, with the unknown key named, instead of hours later in the train job.
-    from unsamv2.train.config import TrainConfig
-
-    TrainConfig.from_dict({**config["train"], "base_checkpoint": None})
+# Built here, at DAG time: a bad value fails the whole run before any job starts, naming the key.
+DISCOVERY = DiscoveryConfig.from_dict(config["discovery"])
+TRAIN = TrainConfig.from_dict(config["train"]).resolve_base_checkpoint()
+EVALUATION = EvaluationConfig.from_dict(config["evaluation"])
 
 RUN = config["run"]
+STAGES = config["stages"]
 RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCH = f"{RESULTS}/benchmarks"
@@ -23,10 +28,7 @@ N_SHARDS = math.ceil(config["images"]["max_images"] / config["images"]["shard_si
 SHARDS = [str(i) for i in range(N_SHARDS)]
 # Generated training scenes live with the run: their size and seed are the run's settings.
 SYNTHETIC_TRAIN = f"{RESULTS}/synthetic_scenes"
-
-
-def synthetic_config():
-    return config.get("synthetic") or {}
+SYNTHETIC = config["synthetic"]
 
 
 wildcard_constraints:
@@ -42,7 +44,7 @@ wildcard_constraints:
 
 def image_source_inputs(wildcards):
     """What must exist before the image list can be written: the demo photos, extracted SA-1B tars, or nothing
-    (a user folder is checked by `unsamv2 select-images` itself, with a message naming images.folder)."""
+    (a user folder is checked by `unsamv2 select-images` itself, with a message naming the folder)."""
     source = config["images"]["source"]
     if source == "demo":
         return ["resources/demo/images"]
@@ -61,7 +63,7 @@ def image_folder():
         return "resources/sa1b/images"
     if source == "synthetic":
         return f"{SYNTHETIC_TRAIN}/images"
-    if not config["images"].get("folder"):
+    if not config["images"]["folder"]:
         raise ValueError("config key images.folder must be set when images.source is 'folder'")
     return config["images"]["folder"]
 
@@ -71,81 +73,50 @@ def backbone_weights():
     bb = config["backbone"]
     if bb["name"] == "offline":
         return ""
-    return bb.get("weights") or f"resources/backbones/{bb['name']}"
+    return bb["weights"] or f"resources/backbones/{bb['name']}"
 
 
 def backbone_inputs(wildcards):
     bb = config["backbone"]
-    if bb["name"] == "offline" or bb.get("weights"):
+    if bb["name"] == "offline" or bb["weights"]:
         return []
     return [f"resources/backbones/{bb['name']}"]
 
 
-def discovery_settings():
-    """The `discovery` config section as JSON, handed to `unsamv2 discover` (a change reruns discovery)."""
-    return json.dumps(config.get("discovery", {}), sort_keys=True)
-
-
-def uses_gpu():
-    return 1 if config.get("discovery", {}).get("device", "cpu").startswith("cuda") else 0
-
-
 def final_outputs():
     targets = []
-    stages = config.get("stages", ["discover", "train", "evaluate"])
-    if "discover" in stages:
+    if "discover" in STAGES:
         targets += [
             f"{RESULTS}/report/pseudo_labels/summary.csv",
             f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
         ]
         if config["images"]["source"] == "synthetic":
             targets.append(f"{RESULTS}/report/pseudo_labels/recall_vs_ground_truth.csv")
-    if "train" in stages:
+    if "train" in STAGES:
         targets.append(f"{RESULTS}/train/final.pt")
-        if evaluation_config().get("sam2_checkpoint") == "train_baseline":
+        if EVALUATION.trains_baseline:
             targets.append(f"{RESULTS}/train_baseline/final.pt")
-    if "evaluate" in stages:
+    if "evaluate" in STAGES:
         targets += evaluation_summaries()
-        targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in evaluation_tables()]
+        targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in EVALUATION.tables_to_build()]
     return targets
 
 
 # ----------------------------------------------------------------------------------------- training
 
 
-def train_config():
-    return dict(config.get("train") or {})
-
-
-def base_checkpoint_path():
-    """The train section's base checkpoint: 'sam2' = the downloaded stock SAM-2.1, null = random init."""
-    base = train_config().get("base_checkpoint")
-    if base == "sam2":
-        return f"resources/checkpoints/sam2.1_hiera_{train_config().get('model_size', 'small')}.pt"
-    return base
-
-
 def base_checkpoint_inputs(wildcards):
-    return [base_checkpoint_path()] if base_checkpoint_path() else []
+    return [TRAIN.base_checkpoint] if TRAIN.base_checkpoint else []
 
 
-def train_settings(baseline=False):
-    """The train section as JSON for `unsamv2 train`, with the base checkpoint resolved to a path.
-
-    ``baseline``: the SAM-2-style ablation with the same budget (stock architecture, no granularity input, the
-    prompt encoder and mask decoder trained; ``unsamv2.train.config``'s ``baseline_no_granularity``).
-    """
-    settings = train_config()
-    settings["base_checkpoint"] = base_checkpoint_path()
-    if baseline:
-        settings["trainable"] = "baseline_no_granularity"
-        settings["lora_rank"] = 0  # the stock architecture has no LoRA
-    return json.dumps(settings, sort_keys=True)
+def train_settings(wildcards):
+    """The train section as `unsamv2 train --settings` JSON; 'train_baseline' is the SAM-2-style ablation."""
+    return (TRAIN.baseline() if wildcards.trainrun == "train_baseline" else TRAIN).to_json()
 
 
 def train_launcher():
     """One process per GPU: torchrun (DDP) for several GPUs, the plain command otherwise."""
-    gpus = int(config.get("train_gpus", 1))
+    gpus = config["train_gpus"]
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node {gpus} -m unsamv2.cli"
     return "unsamv2"
@@ -154,77 +125,38 @@ def train_launcher():
 # ----------------------------------------------------------------------------------------- evaluation
 
 
-def evaluation_config():
-    return config.get("evaluation") or {}
-
-
 def evaluation_checkpoint(wildcards):
-    if wildcards.model == "sam2":
-        ckpt = evaluation_config().get("sam2_checkpoint", "download")
-        if ckpt == "train_baseline":
-            return f"{RESULTS}/train_baseline/final.pt"
-        if ckpt != "download":
-            return ckpt
-        return f"resources/checkpoints/sam2.1_hiera_{evaluation_config().get('sam2_size', 'small')}.pt"
-    ckpt = evaluation_config().get("unsamv2_checkpoint", "train")
-    return f"{RESULTS}/train/final.pt" if ckpt == "train" else ckpt
+    return EVALUATION.checkpoint(wildcards.model, RESULTS)
 
 
-def evaluation_modes(wildcards):
-    key = "unsamv2_modes" if wildcards.model == "unsamv2" else "sam2_modes"
-    default = ["oracle", "best_fixed"] if wildcards.model == "unsamv2" else ["none", "best_of_3"]
-    return " ".join(f"--granularity-mode {m}" for m in evaluation_config().get(key, default))
-
-
-def evaluation_model_size(wildcards):
-    """Stock SAM-2.1 of sam2_size for downloaded weights, else the trained size (a path is read as it is)."""
-    if wildcards.model == "sam2" and evaluation_config().get("sam2_checkpoint", "download") == "download":
-        return evaluation_config().get("sam2_size", "small")
-    return train_config().get("model_size", evaluation_config().get("sam2_size", "small"))
-
-
-def evaluation_model_options(wildcards):
-    """Model label, loader options and target IoU of one (model, dataset) job as command-line options."""
-    cfg = evaluation_config()
-    args = []
-    label = (cfg.get("labels") or {}).get(wildcards.model)
-    if label:
-        args.append(f"--model-label {label}")
-    for key, value in ((cfg.get("dataset_options") or {}).get(wildcards.dataset) or {}).items():
+def evaluation_options(wildcards):
+    """Model size, label, modes, loader options and target IoU of one (model, dataset) job as CLI options."""
+    args = [
+        f"--model-size {EVALUATION.model_size(wildcards.model, TRAIN.model_size)}",
+        f"--model-label {EVALUATION.label(wildcards.model)}",
+        *(f"--granularity-mode {mode}" for mode in EVALUATION.modes(wildcards.model)),
+    ]
+    for key, value in EVALUATION.options_for(wildcards.dataset).items():
         args.append(f"--dataset-option {key}={json.dumps(value)}")
-    target = (cfg.get("target_iou") or {}).get(wildcards.dataset)
+    target = EVALUATION.target_iou_for(wildcards.dataset)
     if target is not None:
         args.append(f"--target-iou {target}")
+    if EVALUATION.limit is not None:
+        args.append(f"--limit {EVALUATION.limit}")
     return " ".join(args)
-
-
-def evaluation_limit():
-    limit = evaluation_config().get("limit")
-    return f"--limit {limit}" if limit else ""
-
-
-def evaluation_gpu():
-    return 1 if str(evaluation_config().get("device", "cuda")).startswith("cuda") else 0
 
 
 def evaluation_summaries():
     return [
         f"{RESULTS}/evaluation/interactive/{model}/{dataset}/summary.csv"
-        for model in evaluation_config().get("models", [])
-        for dataset in evaluation_config().get("datasets", [])
+        for model in EVALUATION.models
+        for dataset in EVALUATION.datasets
     ]
-
-
-def evaluation_tables():
-    """Paper tables to average, restricted to the datasets this run evaluates (a table needs all of them)."""
-    evaluated = set(evaluation_config().get("datasets", []))
-    tables = evaluation_config().get("tables") or {}
-    return {name: ds for name, ds in tables.items() if ds and set(ds) <= evaluated}
 
 
 def table_summaries(wildcards):
     return [
         f"{RESULTS}/evaluation/interactive/{model}/{dataset}/summary.csv"
-        for model in evaluation_config().get("models", [])
-        for dataset in evaluation_tables()[wildcards.table]
+        for model in EVALUATION.models
+        for dataset in EVALUATION.tables_to_build()[wildcards.table]
     ]

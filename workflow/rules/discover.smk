@@ -1,4 +1,4 @@
-# Stage 1: granularity-aware divide-and-conquer (method.md §1.2) in shards, then granularity scoring.
+# Stage 1: granularity-aware divide-and-conquer (paper §3.2) in shards, then granularity scoring.
 
 
 localrules:
@@ -12,12 +12,12 @@ rule select_images:
         f"{RESULTS}/images.txt",
     params:
         folder=image_folder(),
-        id_list=f"--id-list {config['images']['id_list']}" if config["images"].get("id_list") else "",
+        id_list=f"--id-list {config['images']['id_list']}" if config["images"]["id_list"] else "",
         max_images=config["images"]["max_images"],
     log:
         f"{LOGS}/select_images.log",
     shell:
-        "unsamv2 select-images --folder {params.folder} {params.id_list} --max-images {params.max_images} "
+        "unsamv2 select-images --images {params.folder} {params.id_list} --max-images {params.max_images} "
         "--out {output} > {log} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule discover_shard:
         shard_size=config["images"]["shard_size"],
         backbone=config["backbone"]["name"],
         weights=f"--weights {backbone_weights()}" if backbone_weights() else "",
-        settings=discovery_settings(),
+        settings=DISCOVERY.to_json(),
     log:
         f"{LOGS}/discover/{{shard}}.log",
     benchmark:
@@ -43,11 +43,11 @@ rule discover_shard:
     resources:
         mem_mb=16000,
         runtime=600,
-        gpu=uses_gpu(),
+        gpu=int(DISCOVERY.uses_gpu),
     shell:
-        "unsamv2 discover --images {input.images} --shard {wildcards.shard} --shard-size {params.shard_size} "
+        "unsamv2 discover --image-list {input.images} --shard {wildcards.shard} --shard-size {params.shard_size} "
         "--backbone {params.backbone} {params.weights} --settings {params.settings:q} "
-        "--out-dir {params.out_dir} --manifest {output.manifest} > {log} 2>&1"
+        "--out-dir {params.out_dir} --out {output.manifest} --threads {threads} --quiet > {log} 2>&1"
 
 
 rule score_shard:
@@ -58,12 +58,12 @@ rule score_shard:
     params:
         raw_dir=f"{RESULTS}/discovery/raw",
         out_dir=f"{RESULTS}/pseudo_labels/json",
-        formula=config["granularity"].get("formula", "code"),
+        formula=config["granularity"]["formula"],
     log:
         f"{LOGS}/score/{{shard}}.log",
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
-        "unsamv2 score --manifest {input.manifest} --raw-dir {params.raw_dir} --out-dir {params.out_dir} "
-        "--out-manifest {output.manifest} --formula {params.formula} > {log} 2>&1"
+        "unsamv2 score --manifest {input.manifest} --raw-labels {params.raw_dir} --out-dir {params.out_dir} "
+        "--out {output.manifest} --formula {params.formula} > {log} 2>&1"

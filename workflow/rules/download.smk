@@ -15,7 +15,7 @@ rule demo_images:
     log:
         "logs/download/demo_images.log",
     shell:
-        "unsamv2 demo-images {output} > {log} 2>&1"
+        "unsamv2 demo-images --out-dir {output} > {log} 2>&1"
 
 
 rule synthetic_scenes:
@@ -25,14 +25,14 @@ rule synthetic_scenes:
         done=f"{SYNTHETIC_TRAIN}/.done",
     params:
         root=lambda wildcards, output: os.path.dirname(output.done),
-        n=synthetic_config().get("train_images", 128),
-        seed=synthetic_config().get("train_seed", 0),
-        size=synthetic_config().get("image_size", 256),
+        n=SYNTHETIC["train_images"],
+        seed=SYNTHETIC["train_seed"],
+        size=SYNTHETIC["image_size"],
     log:
         f"{LOGS}/synthetic_scenes.log",
     shell:
-        "unsamv2 synthetic {params.root} --n {params.n} --seed {params.seed} --size {params.size} {params.size} "
-        "> {log} 2>&1 && echo {params.n} > {output.done}"
+        "unsamv2 synthetic --out-dir {params.root} --n-images {params.n} --seed {params.seed} "
+        "--image-size {params.size} > {log} 2>&1 && echo {params.n} > {output.done}"
 
 
 rule fetch_sa1b_tar:
@@ -41,14 +41,14 @@ rule fetch_sa1b_tar:
     output:
         tar="resources/sa1b/tars/{tar}",
     params:
-        links=config.get("sa1b", {}).get("links_file", "resources/sa1b/sa1b_links.tsv"),
+        links=config["sa1b"]["links_file"],
         dest=lambda wildcards, output: os.path.dirname(output.tar),
     log:
         "logs/download/sa1b_{tar}.log",
     resources:
         runtime=240,
     shell:
-        "unsamv2 fetch-sa1b --links-file {params.links} --tar {wildcards.tar} --dest-dir {params.dest} > {log} 2>&1"
+        "unsamv2 fetch-sa1b --links-file {params.links} --tar {wildcards.tar} --out-dir {params.dest} > {log} 2>&1"
 
 
 rule extract_sa1b:
@@ -61,7 +61,7 @@ rule extract_sa1b:
     log:
         "logs/download/extract_{tar}.log",
     shell:
-        "unsamv2 extract-images {input} {params.out_dir} --done {output.done} > {log} 2>&1"
+        "unsamv2 extract-images {input} --out-dir {params.out_dir} --out {output.done} > {log} 2>&1"
 
 
 rule download_backbone:
@@ -71,4 +71,4 @@ rule download_backbone:
         "logs/download/backbone_{name}.log",
     cache: "omit-software"
     shell:
-        "unsamv2 download-backbone {wildcards.name} {output} > {log} 2>&1"
+        "unsamv2 download-backbone {wildcards.name} --out-dir {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Interactive evaluation (method.md §5.1): one job per (model, benchmark), then the paper's averaged rows.
+# Interactive evaluation (paper §4.1): one job per (model, benchmark), then the paper's averaged rows.
 
 
 localrules:
@@ -15,7 +15,7 @@ rule prepare_dataset:
     log:
         "logs/download/dataset_{dataset}.log",
     shell:
-        "unsamv2 prepare-dataset {wildcards.dataset} {params.root} --done {output.done} > {log} 2>&1"
+        "unsamv2 prepare-dataset {wildcards.dataset} --out-dir {params.root} --out {output.done} > {log} 2>&1"
 
 
 ruleorder: synthetic_benchmark > prepare_dataset
@@ -28,14 +28,14 @@ rule synthetic_benchmark:
         done="resources/datasets/synthetic/.prepared",
     params:
         root=lambda wildcards, output: os.path.dirname(output.done),
-        n=synthetic_config().get("eval_images", 20),
-        seed=synthetic_config().get("eval_seed", 999),
-        size=synthetic_config().get("image_size", 256),
+        n=SYNTHETIC["eval_images"],
+        seed=SYNTHETIC["eval_seed"],
+        size=SYNTHETIC["image_size"],
     log:
         "logs/download/dataset_synthetic.log",
     shell:
-        "unsamv2 synthetic {params.root} --n {params.n} --seed {params.seed} --size {params.size} {params.size} "
-        "> {log} 2>&1 && echo synthetic > {output.done}"
+        "unsamv2 synthetic --out-dir {params.root} --n-images {params.n} --seed {params.seed} "
+        "--image-size {params.size} > {log} 2>&1 && echo synthetic > {output.done}"
 
 
 rule evaluate_interactive:
@@ -43,41 +43,55 @@ rule evaluate_interactive:
         data="resources/datasets/{dataset}/.prepared",
         checkpoint=evaluation_checkpoint,
     output:
-        summary=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/summary.csv",
+        summary=report(
+            f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/summary.csv",
+            caption="../report/interactive_summary.rst",
+            category="Evaluation: interactive",
+            subcategory="{dataset}",
+        ),
         per_object=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/per_object.csv",
+        run=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/run.json",
+        failures=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/failures.json",
+        curve=report(
+            f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/miou_curve.png",
+            caption="../report/miou_curve.rst",
+            category="Evaluation: interactive",
+            subcategory="{dataset}",
+        ),
     params:
         root=lambda wildcards, input: os.path.dirname(input.data),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
-        modes=evaluation_modes,
-        size=evaluation_model_size,
-        options=evaluation_model_options,
-        image_size=config["evaluation"].get("image_size", 1024),
-        max_clicks=config["evaluation"].get("max_clicks", 20),
-        limit=evaluation_limit(),
-        device=config["evaluation"].get("device", "cuda"),
+        options=evaluation_options,
+        image_size=EVALUATION.image_size,
+        max_clicks=EVALUATION.max_clicks,
+        device=EVALUATION.device,
     log:
         f"{LOGS}/evaluate/{{model}}_{{dataset}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{model}}_{{dataset}}.tsv"
     threads: 4
     resources:
-        gpu=evaluation_gpu(),
+        gpu=int(EVALUATION.uses_gpu),
         mem_mb=16000,
         runtime=720,
     shell:
         "unsamv2 evaluate-interactive --dataset {wildcards.dataset} --root {params.root} "
-        "--model {wildcards.model} --checkpoint {input.checkpoint} --size {params.size} "
-        "--image-size {params.image_size} {params.options} {params.modes} --max-clicks {params.max_clicks} {params.limit} "
-        "--device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
+        "--model {wildcards.model} --checkpoint {input.checkpoint} {params.options} "
+        "--image-size {params.image_size} --max-clicks {params.max_clicks} --device {params.device} "
+        "--out-dir {params.out_dir} --threads {threads} --quiet > {log} 2>&1"
 
 
 rule average_interactive:
     input:
         summaries=table_summaries,
     output:
-        table=f"{RESULTS}/evaluation/interactive/{{table}}.csv",
+        table=report(
+            f"{RESULTS}/evaluation/interactive/{{table}}.csv",
+            caption="../report/interactive_table.rst",
+            category="Evaluation: interactive",
+        ),
     params:
-        datasets=lambda wildcards: ",".join(evaluation_tables()[wildcards.table]),
+        datasets=lambda wildcards: ",".join(EVALUATION.tables_to_build()[wildcards.table]),
     log:
         f"{LOGS}/evaluate/average_{{table}}.log",
     shell:

@@ -18,6 +18,7 @@ rule report_pseudo_labels:
         ),
         per_image=f"{RESULTS}/report/pseudo_labels/per_image.csv",
         failures=f"{RESULTS}/report/pseudo_labels/failures.csv",
+        histogram_counts=f"{RESULTS}/report/pseudo_labels/granularity_histogram.csv",
         histogram=report(
             f"{RESULTS}/report/pseudo_labels/granularity_histogram.png",
             caption="../report/granularity_histogram.rst",
@@ -31,13 +32,13 @@ rule report_pseudo_labels:
     params:
         labels_dir=f"{RESULTS}/pseudo_labels/json",
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
-        bins=config.get("report", {}).get("histogram_bins", 9),
+        bins=config["report"]["histogram_bins"],
         run=RUN,
     log:
         f"{LOGS}/report_pseudo_labels.log",
     shell:
-        "unsamv2 report-pseudo-labels --labels-dir {params.labels_dir} --manifests {input.manifests} "
-        "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} --images {input.images} > {log} 2>&1"
+        "unsamv2 report-pseudo-labels --pseudo-labels {params.labels_dir} --manifests {input.manifests} "
+        "--out-dir {params.out_dir} --bins {params.bins} --run {params.run} --image-list {input.images} > {log} 2>&1"
 
 
 rule pseudo_label_recall:
@@ -58,5 +59,5 @@ rule pseudo_label_recall:
     log:
         f"{LOGS}/pseudo_label_recall.log",
     shell:
-        "unsamv2 pseudo-label-recall --labels-dir {params.labels_dir} --annotations {params.annotations} "
+        "unsamv2 pseudo-label-recall --pseudo-labels {params.labels_dir} --annotations {params.annotations} "
         "--out {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Stage 2: fine-tune SAM-2 with the granularity module on the pseudo-labels (method.md §3).
+# Stage 2: fine-tune SAM-2 with the granularity module on the pseudo-labels (paper §3.3, §4 "Training").
 
 
 localrules:
@@ -12,7 +12,7 @@ rule download_sam2:
         "logs/download/sam2.1_hiera_{size}.log",
     cache: "omit-software"
     shell:
-        "unsamv2 download-sam2 {wildcards.size} {output} > {log} 2>&1"
+        "unsamv2 download-sam2 --model-size {wildcards.size} --out {output} > {log} 2>&1"
 
 
 rule train:
@@ -25,6 +25,7 @@ rule train:
     output:
         final=f"{RESULTS}/{{trainrun}}/final.pt",
         losses=f"{RESULTS}/{{trainrun}}/losses.csv",
+        summary=f"{RESULTS}/{{trainrun}}/train_summary.json",
         curve=report(
             f"{RESULTS}/{{trainrun}}/loss_curve.png",
             caption="../report/loss_curve.rst",
@@ -35,16 +36,17 @@ rule train:
         labels=f"{RESULTS}/pseudo_labels/json",
         images=image_folder(),
         out_dir=lambda wildcards, output: os.path.dirname(output.final),
-        settings=lambda wildcards: train_settings(baseline=wildcards.trainrun == "train_baseline"),
+        settings=train_settings,
     log:
         f"{LOGS}/{{trainrun}}.log",
     benchmark:
         f"{BENCH}/{{trainrun}}.tsv"
     threads: 8
     resources:
-        gpu=config.get("train_gpus", 1),
+        gpu=config["train_gpus"],
         mem_mb=64000,
         runtime=720,
     shell:
         "{params.launcher} train --pseudo-labels {params.labels} --images {params.images} "
-        "--out-dir {params.out_dir} --settings {params.settings:q} --resume > {log} 2>&1"
+        "--out-dir {params.out_dir} --settings {params.settings:q} --resume --threads {threads} --quiet "
+        "> {log} 2>&1"
