@@ -59,7 +59,7 @@ def test_segment_writes_mask_pngs_and_a_summary(
             "0.8",
             "--checkpoint",
             str(ckpt),
-            "--out",
+            "--out-dir",
             str(out),
             "--strip",
             str(tmp_path / "s.png"),
@@ -198,7 +198,7 @@ def test_track_writes_one_mask_per_frame(
 def test_malformed_arguments_exit_with_2(argv: list[str], photo_file: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(
-            ["segment", str(photo_file), *argv, "--checkpoint", "x.pt", "--out", str(tmp_path)]
+            ["segment", str(photo_file), *argv, "--checkpoint", "x.pt", "--out-dir", str(tmp_path)]
         )
     assert exit_info.value.code == 2
 
@@ -221,7 +221,7 @@ def test_user_errors_are_one_line_and_exit_2(
                 "0.5",
                 "--checkpoint",
                 ckpt,
-                "--out",
+                "--out-dir",
                 str(tmp_path / "o"),
                 *FAST,
             ]
@@ -240,7 +240,7 @@ def test_user_errors_are_one_line_and_exit_2(
                 "0.5",
                 "--checkpoint",
                 str(tmp_path / "missing.pt"),
-                "--out",
+                "--out-dir",
                 str(tmp_path / "o"),
                 *FAST,
             ]
@@ -261,7 +261,7 @@ def test_user_errors_are_one_line_and_exit_2(
                 "0.5",
                 "--checkpoint",
                 ckpt,
-                "--out",
+                "--out-dir",
                 str(tmp_path / "o"),
                 *FAST,
             ]
@@ -289,7 +289,7 @@ def test_top_level_cli_dispatches_to_the_model_commands(
             "0.5",
             "--checkpoint",
             str(checkpoint_factory("unsamv2")),
-            "--out",
+            "--out-dir",
             str(tmp_path / "m"),
             *FAST,
         ]
@@ -313,7 +313,7 @@ def test_stock_sam21_checkpoint_works_with_a_warning(
             "0.5",
             "--checkpoint",
             str(checkpoint_factory("sam2")),
-            "--out",
+            "--out-dir",
             str(tmp_path / "m"),
             *FAST,
         ]
@@ -324,9 +324,11 @@ def test_stock_sam21_checkpoint_works_with_a_warning(
 
 
 
-def test_random_checkpoint_command_writes_the_released_format(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["random-checkpoint", "--model-size", "tiny", "--format", "sam2", "--out", str(tmp_path / "c.pt")]) == 0
+def test_random_checkpoint_command_writes_the_released_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["random-checkpoint", "--model-size", "tiny", "--format", "sam2", "--out", str(tmp_path / "c.pt")]
+    assert main(argv) == 0
     assert "RANDOM weights" in capsys.readouterr().out
     state = read_checkpoint(tmp_path / "c.pt")
     expected = random_state_dict("tiny", "sam2", seed=0)

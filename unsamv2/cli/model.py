@@ -70,12 +70,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from unsamv2.model.run_on_files import segment_to_files
 
     coords, labels = _clicks(args)
-    summary = segment_to_files(_load(args), args.image, coords, labels, args.granularity, args.out,
-                               checkpoint=args.checkpoint, fmt=args.format, m2m=args.m2m,
+    summary = segment_to_files(_load(args), args.image, coords, labels, args.granularity,
+                               checkpoint=args.checkpoint, out=args.out, out_dir=args.out_dir, m2m=args.m2m,
                                mask_threshold=args.mask_threshold, single_mask_iou=args.single_mask_iou,
                                strip=args.strip)
-    print(f"wrote {summary}" if summary == args.out else f"wrote {len(args.granularity)} mask PNGs + "
-          f"{summary.name} in {args.out}")
+    print(f"wrote {summary}" if args.out else f"wrote {len(args.granularity)} mask PNGs + {summary.name} in "
+          f"{args.out_dir}")
     return 0
 
 
@@ -137,16 +137,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         description="Segment the clicked object of IMAGE at granularity G (0.1 = finest part … 1.0 = whole "
         "object). Several --granularity values are decoded in one batched call on one image encoding.",
         epilog="example: unsamv2 segment photo.jpg --point 320,240 --granularity 0.3 --granularity 0.8 "
-        "--checkpoint unsamv2_small.pt --out masks/",
+        "--checkpoint unsamv2_small.pt --out-dir masks/",
     )
     seg.add_argument("image", type=Path, help="input image (jpg, png, …)")
     _add_clicks(seg)
     seg.add_argument("--granularity", type=_granularity, action="append", required=True, metavar="G",
                      help="g in [0.1, 1.0] (repeatable)")
-    seg.add_argument("--out", type=Path, required=True,
-                     help="a .json file for RLE masks, or a folder for mask PNGs (see --format)")
-    seg.add_argument("--format", choices=("auto", "png", "rle"), default="auto",
-                     help="png folder or RLE JSON (default: by --out suffix)")
+    outputs = seg.add_mutually_exclusive_group(required=True)
+    outputs.add_argument("--out", type=Path, help="JSON file of COCO RLE masks")
+    outputs.add_argument("--out-dir", type=Path, help="folder for one mask PNG per granularity + a JSON summary")
     seg.add_argument("--m2m", action=argparse.BooleanOptionalAction, default=True,
                      help="official mask-to-mask second pass (default: on)")
     seg.add_argument("--mask-threshold", type=float, default=EVAL_MASK_THRESHOLD, help=_MASK_THRESHOLD_HELP)

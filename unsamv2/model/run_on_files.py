@@ -64,10 +64,10 @@ def segment_to_files(
     coords: np.ndarray,
     labels: np.ndarray,
     granularities: Sequence[float],
-    out: Path,
     *,
     checkpoint: Path,
-    fmt: str = "auto",
+    out: Path | None = None,
+    out_dir: Path | None = None,
     m2m: bool = True,
     mask_threshold: float = EVAL_MASK_THRESHOLD,
     single_mask_iou: bool = False,
@@ -75,8 +75,8 @@ def segment_to_files(
 ) -> Path:
     """Masks of the clicked object at every granularity, decoded in one batched call on one image encoding.
 
-    ``fmt``: ``png`` (``out`` is a folder: one PNG per g + ``<stem>_masks.json``), ``rle`` (``out`` is a JSON
-    file of COCO RLE masks) or ``auto`` (``rle`` when ``out`` ends in ``.json``). Returns the summary JSON path.
+    Give ``out`` (one JSON file with COCO RLE masks) or ``out_dir`` (one PNG per g + ``<stem>_masks.json``).
+    Returns the summary JSON path.
     """
     from unsamv2.io.masks import encode_rle, mask_bbox_xywh
     from unsamv2.model.figures import granularity_strip, save_rgb_png
@@ -85,8 +85,8 @@ def segment_to_files(
     image = load_image_rgb(image_path)
     h, w = image.shape[:2]
     check_points_inside(coords, w, h)
-    if fmt == "auto":
-        fmt = "rle" if out.suffix.lower() == ".json" else "png"
+    if (out is None) == (out_dir is None):
+        raise ValueError("give either an output JSON file (out) or an output folder (out_dir)")
     predictor = UnSAMv2ImagePredictor(model, mask_threshold=mask_threshold)
     t0 = time.perf_counter()
     predictor.set_image(image)
@@ -95,20 +95,20 @@ def segment_to_files(
                                                      multimask_output=not single_mask_iou, m2m=m2m)
     log.info("encoded image in %.1f s, decoded %d granularities in %.2f s", t1 - t0, len(granularities),
              time.perf_counter() - t1)
-    if fmt == "png":
-        out.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for g, mask, iou in zip(granularities, masks, ious, strict=True):
         entry: dict[str, Any] = {"granularity": g, "predicted_iou": float(iou), "area": int(mask.sum()),
                                  "bbox": mask_bbox_xywh(mask)}
-        if fmt == "png":
+        if out_dir is not None:
             name = f"{image_path.stem}_g{format_granularity(g)}.png"
-            _write_mask_png(out / name, mask)
+            _write_mask_png(out_dir / name, mask)
             entry["file"] = name
         else:
             entry["segmentation"] = encode_rle(mask)
         results.append(entry)
-    summary_path = out / f"{image_path.stem}_masks.json" if fmt == "png" else out
+    summary_path = out if out is not None else out_dir / f"{image_path.stem}_masks.json"
     atomic_write_json(summary_path, {
         "image": str(image_path), "height": h, "width": w, "points": coords.tolist(), "labels": labels.tolist(),
         "checkpoint": str(checkpoint), "mask_threshold": mask_threshold, "m2m": bool(m2m), "masks": results,
