@@ -30,7 +30,7 @@ EVALUATED_MODELS: tuple[str, ...] = ("unsamv2", "sam2")
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Interactive evaluation (paper §4.1: NoC and 1-IoU with the RITM clicker); every field is a config key.
+    """Interactive evaluation (paper §4.2: NoC and 1-IoU with the RITM clicker); every field is a config key.
 
     datasets, models: benchmarks and models to evaluate (nothing unless listed).
     unsamv2_checkpoint: ``train`` or a path (e.g. the official UnSAMv2 weights).

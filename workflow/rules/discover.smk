@@ -1,4 +1,4 @@
-# Stage 1: granularity-aware divide-and-conquer (paper §3.2) in shards, then granularity scoring.
+# Stage 1: granularity-aware divide-and-conquer (paper §3.3) in shards, then granularity scoring.
 
 
 localrules:

@@ -1,4 +1,4 @@
-# Interactive evaluation (paper §4.1): one job per (model, benchmark), then the paper's averaged rows.
+# Interactive evaluation (paper §4.2): one job per (model, benchmark), then the paper's averaged rows.
 
 
 localrules:

@@ -1,4 +1,4 @@
-# Stage 2: fine-tune SAM-2 with the granularity module on the pseudo-labels (paper §3.3, §4 "Training").
+# Stage 2: fine-tune SAM-2 with the granularity module on the pseudo-labels (paper §3.4, §4.1).
 
 
 localrules:
