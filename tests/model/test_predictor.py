@@ -131,8 +131,23 @@ def test_each_query_carries_one_granularity_token(predictor: UnSAMv2ImagePredict
 
 
 def test_box_prompt(predictor: UnSAMv2ImagePredictor, photo: np.ndarray) -> None:
-    masks, iou, _ = predictor.predict(None, None, 0.7, box=np.array([10, 20, 120, 150]))
+    """The box reaches the prompt encoder as SAM-2 is trained: its two corners as points labelled 2 and 3, in the
+    model's input frame (photo 160 wide × 192 high → 256 × 256)."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def grab(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        coords, labels = kwargs["points"]
+        seen.append((coords.detach().clone(), labels.detach().clone()))
+
+    handle = predictor.model.sam_prompt_encoder.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        masks, iou, _ = predictor.predict(None, None, 0.7, box=np.array([10, 20, 120, 150]))
+    finally:
+        handle.remove()
     assert masks.shape == (1, *photo.shape[:2]) and iou.shape == (1,)
+    coords, labels = seen[0]
+    expected = torch.tensor([[[10 * 256 / 160, 20 * 256 / 192], [120 * 256 / 160, 150 * 256 / 192]]])
+    assert torch.allclose(coords, expected, atol=1e-4) and labels.tolist() == [[2, 3]]
 
 
 def test_errors_before_set_image_and_for_stock_models(tiny_model: torch.nn.Module) -> None:
