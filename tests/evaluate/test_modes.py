@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from unsamv2.evaluate.modes import (
-    DEFAULT_MODE,
     MODES_BY_MODEL,
     GranularityMode,
     clicks_to_target,
@@ -26,10 +25,10 @@ def test_parse_granularity_mode():
 
 
 def test_modes_for_model_defaults_and_refusals():
-    assert modes_for_model("unsamv2", None) == [GranularityMode("oracle")]
-    assert modes_for_model("sam2", []) == [GranularityMode("none")]
+    # Nothing asked: the config's defaults (one source: EvaluationConfig).
+    assert modes_for_model("unsamv2", None) == [GranularityMode("oracle"), GranularityMode("best_fixed")]
+    assert modes_for_model("sam2", []) == [GranularityMode("none"), GranularityMode("best_of_3")]
     assert [m.label for m in modes_for_model("unsamv2", ["best_fixed", "fixed:0.5"])] == ["best_fixed", "fixed:0.5"]
-    assert DEFAULT_MODE == {"unsamv2": "oracle", "sam2": "none"}
     # Every mode kind belongs to exactly one model: UnSAMv2's need a granularity, SAM-2's have none.
     for kind, allowed in MODES_BY_MODEL.items():
         assert {GranularityMode(k).needs_granularity for k in allowed} == {kind == "unsamv2"}

@@ -16,7 +16,7 @@ def cmd_evaluate_interactive(args: argparse.Namespace) -> int:
 
     return evaluate_interactive_to_dir(
         dataset=args.dataset, root=args.root, model_kind=args.model, checkpoint=args.checkpoint,
-        size=args.model_size, out_dir=args.out_dir, modes=args.granularity_mode or list(_DEFAULTS.modes(args.model)),
+        size=args.model_size, out_dir=args.out_dir, modes=args.granularity_mode,
         dataset_options=parse_dataset_options(args.dataset_option or []), target_iou=args.target_iou,
         max_clicks=args.max_clicks, mask_threshold=args.mask_threshold, limit=args.limit, device=args.device,
         image_size=args.image_size, model_label=args.model_label, config=args.config, progress=not args.quiet,

@@ -32,10 +32,10 @@ from typing import Literal
 import numpy as np
 
 from unsamv2.core.constants import GRANULARITY_GRID
+from unsamv2.evaluate.config import EvaluationConfig
 from unsamv2.evaluate.metrics import noc
 
 __all__ = [
-    "DEFAULT_MODE",
     "MODES_BY_MODEL",
     "GranularityMode",
     "clicks_to_target",
@@ -53,9 +53,6 @@ MODES_BY_MODEL: dict[str, tuple[str, ...]] = {
     "sam2": ("none", "best_of_3"),
 }
 #: The mode a model kind runs when none is asked for.
-DEFAULT_MODE: dict[str, str] = {"unsamv2": "oracle", "sam2": "none"}
-
-
 @dataclass(frozen=True)
 class GranularityMode:
     """One way of choosing the granularity; ``label`` is what the summary's ``granularity_mode`` column shows."""
@@ -89,13 +86,14 @@ def parse_granularity_mode(text: str) -> GranularityMode:
 
 
 def modes_for_model(model_kind: str, texts: Sequence[str] | None) -> list[GranularityMode]:
-    """Parse the modes asked for ``model_kind`` (``unsamv2`` or ``sam2``); none asked = :data:`DEFAULT_MODE`.
+    """Parse the modes asked for ``model_kind`` (``unsamv2`` or ``sam2``); none asked = the config's defaults
+    (:class:`unsamv2.evaluate.config.EvaluationConfig`: ``unsamv2_modes`` / ``sam2_modes``).
 
     Raises ``ValueError`` for an unknown model kind or a mode the model cannot run.
     """
     if model_kind not in MODES_BY_MODEL:
         raise ValueError(f"unknown model {model_kind!r}; expected one of {sorted(MODES_BY_MODEL)}")
-    modes = [parse_granularity_mode(m) for m in (texts or [DEFAULT_MODE[model_kind]])]
+    modes = [parse_granularity_mode(m) for m in (texts or EvaluationConfig().modes(model_kind))]
     allowed = MODES_BY_MODEL[model_kind]
     bad = [m.label for m in modes if m.kind not in allowed]
     if bad:

@@ -128,8 +128,8 @@ def evaluate_interactive_to_dir(
         model_kind: ``unsamv2`` or ``sam2``; ``checkpoint``, ``size``, ``image_size``, ``config``, ``device`` and
             ``model_label`` go to :func:`build_click_model`.
         modes: granularity modes (``oracle``, ``fixed:<g>``, ``best_fixed`` for UnSAMv2; ``none``, ``best_of_3``
-            for SAM-2); ``None`` or empty = the model's default
-            (:data:`unsamv2.evaluate.modes.DEFAULT_MODE`). A mode of the other model raises ``ValueError``.
+            for SAM-2); ``None`` or empty = the config's defaults (``EvaluationConfig.unsamv2_modes`` /
+            ``sam2_modes``). A mode of the other model raises ``ValueError``.
         dataset_options: loader options (e.g. :func:`parse_dataset_options` of ``KEY=VALUE`` items).
         target_iou: the loop's target IoU; ``None`` = the benchmark's protocol value (0.90 objects, 0.85 parts).
         max_clicks, mask_threshold: the click budget and the logit threshold of single-mask predictions.
