@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.evaluate.fake_click_model import disc, model_for
-from unsamv2.core.constants import GRANULARITY_GRID
+from unsamv2.core.constants import GRANULARITY_GRID, MULTIMASK_MASK_THRESHOLD
 from unsamv2.datasets.sample import ObjectMask
 from unsamv2.evaluate.adapters import Prediction
 from unsamv2.evaluate.modes import GranularityMode, parse_granularity_mode, select_oracle
-from unsamv2.evaluate.sessions import MULTIMASK_MASK_THRESHOLD, SessionSpec, evaluate_object, run_sessions
+from unsamv2.evaluate.sessions import SessionSpec, evaluate_object, run_sessions
 
 
 def obj(gt: np.ndarray, ignore: np.ndarray | None = None) -> ObjectMask:

@@ -13,6 +13,7 @@ __all__ = [
     "GRANULARITY_MAX",
     "GRANULARITY_MIN",
     "GRANULARITY_PARAM_PREFIXES",
+    "MULTIMASK_MASK_THRESHOLD",
     "SAM2_SIZES",
     "is_granularity_parameter",
     "is_lora_parameter",
@@ -20,6 +21,9 @@ __all__ = [
 
 #: Logit threshold of the official evaluation, automatic mask generator and video notebook.
 EVAL_MASK_THRESHOLD = -1.0
+#: Logit threshold of SAM's three multimask candidates in the evaluation's best-of-3 oracle (official UnSAMv2 /
+#: GraCo evaluation scripts: the SAM ``--oracle`` path binarises them at 0, not at the evaluation threshold).
+MULTIMASK_MASK_THRESHOLD = 0.0
 
 GRANULARITY_MIN = 0.1
 GRANULARITY_MAX = 1.0

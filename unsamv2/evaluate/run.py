@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from unsamv2.core.constants import EVAL_MASK_THRESHOLD
+from unsamv2.core.constants import EVAL_MASK_THRESHOLD, MULTIMASK_MASK_THRESHOLD
 from unsamv2.evaluate.adapters import ClickModel
 
 __all__ = [
@@ -177,7 +177,8 @@ def evaluate_interactive_to_dir(
         "checkpoint": None if checkpoint is None else str(checkpoint), "size": size,
         "config": config, "dataset": spec.name, "root": str(root), "dataset_options": options,
         "granularity_modes": result.modes, "target_iou": target, "max_clicks": max_clicks,
-        "mask_threshold": mask_threshold, "limit": limit, "n_images": result.n_images,
+        "mask_threshold": mask_threshold, "multimask_threshold": MULTIMASK_MASK_THRESHOLD, "limit": limit,
+        "n_images": result.n_images,
         "n_failures": len(result.failures), "best_fixed_granularity": result.best_fixed_granularity,
         "elapsed_s": round(result.elapsed_s, 3),
     }, indent=1)

@@ -8,8 +8,8 @@ The click loop, per object and per granularity:
 * from the 2nd click on, the previous low-resolution logits are fed back as ``mask_input``;
 * prediction = full-resolution logits > ``mask_threshold`` (:data:`unsamv2.core.constants.EVAL_MASK_THRESHOLD`,
   -1.0, the official evaluation value) — except SAM's three candidates of ``best_of_3``, which are binarised at
-  > 0 (:data:`MULTIMASK_MASK_THRESHOLD`) both to choose the best candidate and to report its IoU, as the SAM
-  ``--oracle`` path of the official UnSAMv2 / GraCo evaluation scripts does;
+  > 0 (``core.constants.MULTIMASK_MASK_THRESHOLD``) both to choose the best candidate and to report its IoU, as
+  the SAM ``--oracle`` path of the official UnSAMv2 / GraCo evaluation scripts does;
 * at most ``max_clicks`` (20) clicks; the loop stops as soon as IoU >= the target IoU (0.90 for object datasets,
   0.85 for part datasets).
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from unsamv2.core.clicks import Click
-from unsamv2.core.constants import EVAL_MASK_THRESHOLD, GRANULARITY_GRID
+from unsamv2.core.constants import EVAL_MASK_THRESHOLD, GRANULARITY_GRID, MULTIMASK_MASK_THRESHOLD
 from unsamv2.datasets.sample import ObjectMask
 from unsamv2.evaluate.adapters import ClickModel
 from unsamv2.evaluate.clicker import Clicker
@@ -39,7 +39,6 @@ from unsamv2.evaluate.metrics import iou
 from unsamv2.evaluate.modes import GranularityMode, select_oracle
 
 __all__ = [
-    "MULTIMASK_MASK_THRESHOLD",
     "ObjectEvaluation",
     "ObjectOutcome",
     "SessionResult",
@@ -47,11 +46,6 @@ __all__ = [
     "evaluate_object",
     "run_sessions",
 ]
-
-#: Logit threshold of SAM's multimask candidates (``best_of_3``): the official evaluation's SAM oracle path
-#: binarises them at 0, not at the evaluation threshold -1.
-MULTIMASK_MASK_THRESHOLD = 0.0
-
 
 @dataclass(frozen=True)
 class SessionSpec:
