@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.evaluate.conftest import IMAGE
-from tests.evaluate.test_run import _write_grabcut
+from tests.evaluate.conftest import IMAGE, write_grabcut
 from unsamv2.cli import main
 from unsamv2.evaluate.config import EvaluationConfig
 from unsamv2.evaluate.summary import read_summary_csv
 
 
 def test_evaluate_then_average_from_the_command_line(tmp_path: Path) -> None:
-    _write_grabcut(tmp_path / "data", IMAGE)
+    write_grabcut(tmp_path / "data", IMAGE)
     out = tmp_path / "unsamv2" / "grabcut"
     # No --granularity-mode: the modes are the config's defaults (oracle and best_fixed for UnSAMv2).
     assert main(["evaluate-interactive", "--dataset", "grabcut", "--root", str(tmp_path / "data"), "--model",

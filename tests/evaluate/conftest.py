@@ -1,6 +1,9 @@
 """Fixtures shared by the evaluation tests: a test image and the two real adapters with random weights (CPU)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
@@ -45,3 +48,14 @@ def reuse_sam2(monkeypatch, sam2_tiny):
 
     monkeypatch.setattr(Sam2BaselineModel, "build", classmethod(fake_build))
     return built
+
+
+def write_grabcut(root: Path, image: np.ndarray) -> None:
+    """One GrabCut sample in its real layout (data_GT image, boundary_GT trimap: 255 object, 128 unknown)."""
+    (root / "GrabCut" / "data_GT").mkdir(parents=True)
+    (root / "GrabCut" / "boundary_GT").mkdir(parents=True)
+    cv2.imwrite(str(root / "GrabCut" / "data_GT" / "cat.jpg"), image[:, :, ::-1])
+    mask = np.zeros((48, 64), np.uint8)
+    mask[8:40, 12:50] = 128
+    mask[10:38, 14:48] = 255
+    cv2.imwrite(str(root / "GrabCut" / "boundary_GT" / "cat.bmp"), mask)

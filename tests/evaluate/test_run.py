@@ -9,18 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.evaluate.conftest import write_grabcut
 from unsamv2.evaluate.run import evaluate_interactive_to_dir, parse_dataset_options
 from unsamv2.evaluate.summary import SUMMARY_COLUMNS, read_summary_csv
-
-
-def _write_grabcut(root: Path, image: np.ndarray) -> None:
-    (root / "GrabCut" / "data_GT").mkdir(parents=True)
-    (root / "GrabCut" / "boundary_GT").mkdir(parents=True)
-    cv2.imwrite(str(root / "GrabCut" / "data_GT" / "cat.jpg"), image[:, :, ::-1])
-    mask = np.zeros((48, 64), np.uint8)
-    mask[8:40, 12:50] = 128
-    mask[10:38, 14:48] = 255
-    cv2.imwrite(str(root / "GrabCut" / "boundary_GT" / "cat.bmp"), mask)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +23,7 @@ def _write_grabcut(root: Path, image: np.ndarray) -> None:
 )
 def test_evaluate_interactive_to_dir(tmp_path: Path, request, image, model, extra, modes):
     built = request.getfixturevalue("reuse_sam2") if model == "sam2" else None
-    _write_grabcut(tmp_path / "data", image)
+    write_grabcut(tmp_path / "data", image)
     out = tmp_path / "out"
     code = evaluate_interactive_to_dir(dataset="GrabCut", root=tmp_path / "data", model_kind=model, size="tiny",
                                        device="cpu", max_clicks=2, out_dir=out, modes=modes, progress=False,
