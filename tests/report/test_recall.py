@@ -11,7 +11,7 @@ import pytest
 
 from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
 from unsamv2.io.masks import encode_rle
-from unsamv2.report.recall import best_ious_per_level, write_recall_csv
+from unsamv2.report.recall import best_ious_per_level, best_matches_per_level, write_recall_csv
 
 
 def _doc(masks: list[np.ndarray], levels: list[int] | None = None) -> dict:
@@ -57,6 +57,7 @@ def test_ground_truth_as_pseudo_labels_is_perfect_recall(tmp_path: Path) -> None
     shutil.copytree(scenes / "annotations", pl_dir)
     rows = {r["level"]: r for r in write_recall_csv(pl_dir, scenes / "annotations", tmp_path / "r.csv")}
     assert rows["all"]["mean_best_iou"] == 100.0 and rows["all"]["found_at_iou50"] == 100.0
+    assert rows["all"]["mean_boundary_f"] == 1.0
     n_gt = sum(len(json.loads(p.read_text())["annotations"]) for p in (scenes / "annotations").glob("*.json"))
     assert rows["all"]["n_regions"] == n_gt
 
@@ -66,3 +67,31 @@ def test_missing_level_is_an_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "gt" / "x.json").write_text(json.dumps(_doc([np.ones((4, 4), bool)])))
     with pytest.raises(ValueError, match="x.json"):
         best_ious_per_level(tmp_path, tmp_path / "gt")
+
+
+def test_boundary_f_of_the_best_match_matches_hand_computation(tmp_path: Path) -> None:
+    gt_dir, pl_dir = tmp_path / "gt", tmp_path / "pl"
+    gt_dir.mkdir()
+    pl_dir.mkdir()
+    obj = np.zeros((20, 20), bool)
+    obj[:, :10] = True  # left 10 columns
+    part = np.zeros((20, 20), bool)
+    part[:10, :10] = True
+    far = np.zeros((20, 20), bool)
+    far[15:, 15:] = True  # touched by no pseudo-label
+    (gt_dir / "a.json").write_text(json.dumps(_doc([obj, part, far], [0, 1, 1])))
+    # Tolerance ceil(0.008 · √(20² + 20²)) = 1 px. The object's best match is the left 12 columns (IoU 10/12):
+    # its boundary is column 11, the object's column 9, 2 px apart → P = R = 0, F = 0. The part's best match is
+    # the part itself (F = 1); the third region has no match (F = 0 by definition).
+    wide = np.zeros((20, 20), bool)
+    wide[:, :12] = True
+    (pl_dir / "a.json").write_text(json.dumps(_doc([wide, part])))
+    best = best_matches_per_level(pl_dir, gt_dir)
+    assert best["object"] == [pytest.approx((10 / 12, 0.0))]
+    assert best["part"] == [pytest.approx((1.0, 1.0)), (0.0, 0.0)]
+    rows = {r["level"]: r for r in write_recall_csv(pl_dir, gt_dir, tmp_path / "r.csv")}
+    assert rows["object"]["mean_boundary_f"] == 0.0
+    assert rows["part"]["mean_boundary_f"] == 0.5
+    assert rows["all"]["mean_boundary_f"] == pytest.approx(1 / 3, abs=1e-4)
+    with open(tmp_path / "r.csv") as fh:
+        assert next(csv.reader(fh)) == ["level", "n_regions", "mean_best_iou", "found_at_iou50", "mean_boundary_f"]

@@ -47,8 +47,8 @@ def cmd_pseudo_label_recall(args: argparse.Namespace) -> int:
     from unsamv2.report.recall import write_recall_csv
 
     for row in write_recall_csv(args.pseudo_labels, args.annotations, args.out):
-        log.info("%s: %d regions, mean best IoU %.1f %%, found at IoU >= 0.5: %.1f %%", row["level"],
-                 row["n_regions"], row["mean_best_iou"], row["found_at_iou50"])
+        log.info("%s: %d regions, mean best IoU %.1f %%, found at IoU >= 0.5: %.1f %%, boundary F %.3f",
+                 row["level"], row["n_regions"], row["mean_best_iou"], row["found_at_iou50"], row["mean_boundary_f"])
     return 0
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unsamv2.core.settings import settings_from_json, settings_from_mapping
+from unsamv2.discovery.crf import CrfParams
 
 #: Granularity formulas of the scoring stage (config key ``granularity.formula``); the first is the default:
 #: ``code`` = the official ``compute_granularity_scores_sqrt``, ``paper`` = the paper's Eq. 3 alone.
@@ -20,8 +21,9 @@ GRANULARITY_FORMULAS: tuple[str, ...] = ("code", "paper")
 DIVIDE_METHODS: tuple[str, ...] = ("maskcut", "external")
 #: ``discovery.relation``: how a part is assigned to an instance — containment (official code) or IoU (paper).
 RELATIONS: tuple[str, ...] = ("containment", "iou")
-#: ``discovery.refine``: mask refinement after conquer.
-REFINERS: tuple[str, ...] = ("none", "cascadepsp")
+#: ``discovery.refine``: refinement of instances and parts: none, CascadePSP (learned, the official code's), or
+#: the weight-free ``crf`` that snaps patch-grid masks to image edges (:mod:`unsamv2.discovery.refine`).
+REFINERS: tuple[str, ...] = ("none", "cascadepsp", "crf")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class DiscoveryConfig:
     maskcut_masks: int = 3
     maskcut_tau: float = 0.15
     maskcut_long_side: int = 480
+    # CutLER's dense CRF on every MaskCut mask (unsamv2.discovery.crf); the crf_* defaults are its constants.
+    maskcut_crf: bool = True
+    crf_iterations: int = 10
+    crf_gaussian_sxy: float = 3.0
+    crf_gaussian_compat: float = 7.0
+    crf_bilateral_sxy: float = 50.0
+    crf_bilateral_srgb: float = 5.0
+    crf_bilateral_compat: float = 10.0
+    crf_min_iou: float = 0.5
     confidence_threshold: float = 0.3
     relation: str = "containment"  # "containment" (code) | "iou" (paper)
     overlap_threshold: float = 0.8
@@ -41,7 +52,7 @@ class DiscoveryConfig:
     kept_threshold: float = 0.9
     nms_iou: float = 0.8
     nms_step: int = 5
-    refine: str = "none"  # "none" | "cascadepsp"
+    refine: str = "none"  # "none" | "cascadepsp" | "crf"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -53,6 +64,9 @@ class DiscoveryConfig:
             raise ValueError(f"discovery.relation must be one of {', '.join(RELATIONS)}, got {self.relation!r}")
         if self.refine not in REFINERS:
             raise ValueError(f"discovery.refine must be one of {', '.join(REFINERS)}, got {self.refine!r}")
+        if not 0.0 <= self.crf_min_iou <= 1.0:
+            raise ValueError(f"discovery.crf_min_iou must be in [0, 1], got {self.crf_min_iou}")
+        self.crf_params()  # validates the crf_* keys, naming them
         object.__setattr__(self, "thetas", tuple(float(t) for t in self.thetas))
 
     @classmethod
@@ -64,6 +78,27 @@ class DiscoveryConfig:
     def from_json(cls, text: str | None) -> DiscoveryConfig:
         """Parse the ``--settings`` JSON object the workflow passes (empty/None = all defaults)."""
         return settings_from_json(cls, "discovery", text)
+
+    def crf_params(self) -> CrfParams:
+        """The dense-CRF parameters of the ``crf_*`` keys."""
+        try:
+            return CrfParams(self.crf_iterations, self.crf_gaussian_sxy, self.crf_gaussian_compat,
+                             self.crf_bilateral_sxy, self.crf_bilateral_srgb, self.crf_bilateral_compat)
+        except ValueError as exc:
+            raise ValueError(f"discovery.crf_*: {exc}") from exc
+
+    @property
+    def clips_parts_to_instance(self) -> bool:
+        """Whether refined parts are cut back to their refined instance (the weight-free refiner keeps the
+        hierarchy; CascadePSP is applied as the official code does, without this)."""
+        return self.refine == "crf"
+
+    @property
+    def refines_instances(self) -> bool:
+        """Whether the refiner also runs on each instance before conquer (as the official code's CascadePSP).
+        Not for ``crf`` on MaskCut instances that its CRF already made pixel-precise: the same CRF again would
+        only cost time."""
+        return self.refine != "none" and not (self.refine == "crf" and self.divide == "maskcut" and self.maskcut_crf)
 
     @property
     def uses_gpu(self) -> bool:

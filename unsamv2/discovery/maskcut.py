@@ -24,8 +24,9 @@ next round finds the same cut and now accepts it (minus the earlier outputs).
 
 Deviations from CutLER, all deliberate:
 
-* No DenseCRF refinement and no hole filling (CutLER post-processes each mask at pixel level with a CRF and
-  drops masks whose CRF output has IoU < 0.5 with the raw mask). This module works on the patch grid only.
+* This module works on the patch grid only. CutLER's pixel-level post-processing of each mask (dense CRF, hole
+  filling, drop when the CRF output has IoU < 0.5 with the cut) is :func:`unsamv2.discovery.crf.maskcut_crf`,
+  which the pipeline applies to every mask (``discovery.maskcut_crf``).
 * Any rectangular grid is accepted (CutLER's masking reshapes to ``ps × ps`` and so needs a square grid; it
   always resizes images to 480 × 480).
 * Computation in float64 NumPy rather than float32 torch; cosine values sitting exactly on ``tau`` may

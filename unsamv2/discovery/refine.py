@@ -1,9 +1,15 @@
-"""Optional CascadePSP refinement of discovered masks (the official `cascadepsp.postprocess`), off by default.
+"""Refinement of discovered masks (``discovery.refine``): CascadePSP as the official code, or a weight-free CRF.
 
-Needs the `segmentation-refinement` package (`pip install unsamv2[refine]`), which downloads its own weights on
-first use. The window, resolution and filters follow the official code: a square window centred on the mask's
-bbox centre with half-side = the bbox's longer side, clipped to the image; L = clamp(window long side, 100, 900);
-output binarised at > 128; dropped if its area fraction is < 0.0 or > 0.9 or its IoU with the input is < 0.5.
+``cascadepsp`` (the official `cascadepsp.postprocess`) needs the `segmentation-refinement` package
+(`pip install unsamv2[refine]`), which downloads its own weights on first use. The window, resolution and filters
+follow the official code: a square window centred on the mask's bbox centre with half-side = the bbox's longer
+side, clipped to the image; L = clamp(window long side, 100, 900); output binarised at > 128; dropped if its area
+fraction is < 0.0 or > 0.9 or its IoU with the input is < 0.5.
+
+``crf`` needs no weights: every mask is refined by the same fully connected CRF as MaskCut's post-processing,
+run in a window around the mask (:func:`unsamv2.discovery.crf.refine_with_crf`), so a patch-grid staircase moves
+onto the image's colour edges. The pipeline then cuts every refined part back to its refined instance
+(:attr:`DiscoveryConfig.clips_parts_to_instance`), so the hierarchy and the granularity formula's areas nest.
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unsamv2.discovery.config import REFINERS
+from unsamv2.discovery.crf import CrfParams, refine_with_crf
 from unsamv2.discovery.pipeline import Refiner
 
 # (crop RGB uint8, mask uint8 0/255, L) -> refined uint8 0..255
@@ -62,12 +70,18 @@ def refine_mask(image: np.ndarray, mask: np.ndarray, fn: RefineFn, s: RefineSett
     return refined
 
 
-def build_refiner(name: str, device: str = "cpu", settings: RefineSettings = RefineSettings()) -> Refiner | None:
-    """None for 'none'; for 'cascadepsp' a Refiner backed by the `segmentation-refinement` package."""
+def build_refiner(
+    name: str, device: str = "cpu", settings: RefineSettings = RefineSettings(), crf: CrfParams | None = None
+) -> Refiner | None:
+    """None for 'none'; the weight-free window CRF (:func:`unsamv2.discovery.crf.refine_with_crf`) for 'crf';
+    for 'cascadepsp' a Refiner backed by the `segmentation-refinement` package."""
     if name == "none":
         return None
+    if name == "crf":
+        params = crf or CrfParams()
+        return lambda image, mask: refine_with_crf(image, mask, params, settings.iou_thresh)
     if name != "cascadepsp":
-        raise ValueError(f"discovery.refine must be 'none' or 'cascadepsp', got {name!r}")
+        raise ValueError(f"discovery.refine must be one of {', '.join(REFINERS)}, got {name!r}")
     try:
         import segmentation_refinement
     except ImportError as exc:
