@@ -173,3 +173,90 @@ def test_cli(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "cli" / "images").iterdir()) == ["syn_000000.png", "syn_000001.png"]
     with pytest.raises(ValueError, match="at least 32"):
         syn.generate_scene(np.random.default_rng(0), 16, 16)
+
+
+# ------------------------------------------------------------------------------------------ deeper hierarchies
+
+
+@pytest.fixture(scope="module", params=[4, 5])
+def deep_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    depth = int(request.param)
+    root = syn.write_synthetic_dataset(tmp_path_factory.mktemp(f"deep{depth}"), 8, seed=SEED, image_size=(128, 128),
+                                       depth=depth)
+    return root, depth
+
+
+def test_depth_3_is_the_scenes_of_earlier_versions(dataset_dir: Path) -> None:
+    """Known answer: SHA-256 of files written by the generator before ``depth`` existed (same seed and size)."""
+    import hashlib
+
+    again = syn.write_synthetic_dataset(dataset_dir.parent / "depth3", 3, seed=SEED, image_size=SIZE, depth=3)
+    expected = {
+        "images/syn_000002.png": "4ea716857b24c7870088cb3cca5a59e71cb5c9e4e3c83e4d6f3072fd056c216c",
+        "annotations/syn_000002.json": "980ed8c4da12a9b6fa7923dac819bf34a4c66f4f0d2fdf6055cddc212a251095",
+        "gt_coco.json": "97dab6cd67cbd4de11ac6689206ddd96cb8de1022f7da456ece187c8b55a3050",
+    }
+    for rel, digest in expected.items():
+        assert hashlib.sha256((again / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_deep_scenes_have_exact_nested_ground_truth_at_every_level(deep_dir: tuple[Path, int]) -> None:
+    root, depth = deep_dir
+    levels_seen: set[int] = set()
+    for k, doc in enumerate(_docs(root)):
+        anns = {a["id"]: a for a in doc["annotations"]}
+        masks = {i: decode_rle(a["segmentation"]) for i, a in anns.items()}
+        for i, a in anns.items():
+            levels_seen.add(a["level"])
+            assert 0 <= a["level"] < depth
+            if a["level"] == 0:
+                continue
+            parent = anns[a["parent_id"]]
+            assert parent["level"] == a["level"] - 1 and parent["instance_id"] == a["instance_id"]
+            assert not (masks[i] & ~masks[a["parent_id"]]).any()
+            assert masks[i].sum() < masks[a["parent_id"]].sum()  # strictly inside: duplicates are dropped
+        # Granularity scored as at depth 3: the official formula over each object's whole hierarchy.
+        groups: dict[int, list[dict]] = defaultdict(list)
+        for a in doc["annotations"]:
+            groups[a["instance_id"]].append(a)
+        for members in groups.values():
+            expected = granularity_scores(np.array([a["area"] for a in members], dtype=np.float64))
+            assert [a["granularity"] for a in members] == expected.tolist()
+        # The masks are the rendered regions: each is the visible pixels of one region of the label map.
+        scene = syn.generate_scene(np.random.default_rng([SEED, k]), 128, 128, depth=depth)
+        visible = [scene.visible_mask(r.region_id) for r in scene.regions]
+        assert all(any(np.array_equal(m, v) for v in visible) for m in masks.values())
+    assert levels_seen == set(range(depth))  # every level occurs in 8 scenes
+    gt = json.loads((root / "gt_coco.json").read_text())
+    assert [c["name"] for c in gt["categories"]] == list(syn.LEVEL_NAMES[:depth])
+    assert gt["info"]["depth"] == depth
+
+
+def test_deep_scenes_nest_more_regions_under_a_click_than_three(deep_dir: tuple[Path, int]) -> None:
+    """The point of depth ≥ 4: some pixels lie in ``depth`` nested ground-truth regions."""
+    root, depth = deep_dir
+    deepest = 0
+    for doc in _docs(root):
+        stack = np.stack([decode_rle(a["segmentation"]) for a in doc["annotations"]])
+        deepest = max(deepest, int(stack.sum(axis=0).max()))
+    assert deepest == depth
+
+
+def test_loader_selects_the_deeper_levels(deep_dir: tuple[Path, int]) -> None:
+    root, depth = deep_dir
+    docs = _docs(root)
+    for name, levels in (("subsubpart", {3}), ("all_parts", set(range(1, depth))), ("all", set(range(depth)))):
+        samples = list(load_dataset("synthetic", root, level=name))
+        for sample, doc in zip(samples, docs, strict=True):
+            assert [o.object_id for o in sample.objects] == [str(a["id"]) for a in doc["annotations"]
+                                                             if a["level"] in levels], name
+    # Level 4 exists only in scenes of depth 5; selecting it elsewhere gives samples without objects.
+    n_level4 = sum(len(s.objects) for s in load_dataset("synthetic", root, level="subsubsubpart"))
+    assert (n_level4 > 0) == (depth == 5)
+
+
+def test_depth_out_of_range_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match=r"depth must be in 3\.\.5, got 6"):
+        syn.generate_scene(np.random.default_rng(0), 64, 64, depth=6)
+    assert cli_main(["synthetic", "--out-dir", str(tmp_path / "d"), "--n-images", "1", "--depth", "2"]) == 2
+    assert "depth must be in 3..5, got 2" in capsys.readouterr().err

@@ -33,3 +33,24 @@ def test_result_differences_ignore_runtime_keys(tiny_settings: dict[str, Any]) -
     a = TrainConfig(**tiny_settings)
     assert a.result_differences(a.replace(device="cpu", num_workers=2, max_steps=3)) == []
     assert a.result_differences(a.replace(lr=2e-4, seed=1)) == ["lr", "seed"]
+
+
+def test_loss_weights_warmup_and_gate_keys() -> None:
+    # Defaults: the paper's weight_dict, no warm-up, SAM-2's object-score gate.
+    cfg = TrainConfig()
+    assert cfg.loss_weights == {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}
+    assert cfg.warmup_steps == 0 and cfg.object_score_gate is True
+    demo = TrainConfig.from_dict({"loss_weight_focal": 1, "loss_weight_iou": 0.5, "warmup_steps": 50,
+                                  "object_score_gate": False})
+    assert demo.loss_weights == {"loss_mask": 1.0, "loss_dice": 1.0, "loss_iou": 0.5, "loss_class": 1.0}
+    with pytest.raises(ValueError, match="loss_weight_dice must be a finite number >= 0"):
+        TrainConfig(loss_weight_dice=-1.0)
+    with pytest.raises(ValueError, match="loss_weight_focal and train.loss_weight_dice are both 0"):
+        TrainConfig(loss_weight_focal=0.0, loss_weight_dice=0.0)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+        TrainConfig(warmup_steps=-1)
+    with pytest.raises(ValueError, match="object_score_gate: false is for training from scratch only"):
+        TrainConfig(object_score_gate=False, base_checkpoint="sam2.1_hiera_small.pt")
+    # All three change the trained weights: a resume must not mix them.
+    assert cfg.result_differences(demo) == ["loss_weight_focal", "loss_weight_iou", "object_score_gate",
+                                            "warmup_steps"]

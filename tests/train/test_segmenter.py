@@ -143,3 +143,31 @@ def test_click_generators_depend_only_on_seed_epoch_and_item() -> None:
     b = [g.integers(1 << 30) for g in click_generators(7, 1, [5, 3])]
     assert a == b[::-1] and a[0] != a[1]
     assert [g.integers(1 << 30) for g in click_generators(7, 2, [3, 5])] != a
+
+
+def test_without_the_object_score_gate_the_first_step_trains_the_mask_head(scenes: Path,
+                                                                         tiny_settings: dict[str, Any]) -> None:
+    """From random initialisation every object score is slightly negative: SAM-2's gate replaces every mask by
+    −1024, so the mask head gets exactly zero gradient; without the gate it gets a gradient at the first step."""
+    cfg = TrainConfig(**{**tiny_settings, "trainable": "demo_from_scratch", "lora_rank": 0, "correction_clicks": 0})
+    torch.manual_seed(cfg.seed)
+    model = build_training_model(cfg, torch.device("cpu"))
+    batch = _batch(scenes, cfg.image_size)
+    mask_head = ["sam_mask_decoder.gra_output_token_mlp.layers.2.weight", "sam_mask_decoder.output_upscaling.0.weight"]
+    params = dict(model.named_parameters())
+    grads: dict[bool, list[float]] = {}
+    for gate in (True, False):
+        model.zero_grad(set_to_none=True)
+        seg = MultiStepSegmenter(model, granularity=True, multimask_first_step=False, correction_clicks=0,
+                                 correction_sampler="uniform", object_score_gate=gate)
+        with torch.no_grad():
+            fpn = seg.encode_images(batch["image"])
+        outputs = seg(fpn, batch["masks"], batch["granularity"], batch["batch_index"], click_generators(0, 0, [0, 1]))
+        assert bool((outputs[0]["object_score_logits"] < 0).all())  # the premise: no object score is positive yet
+        if gate:
+            assert bool((outputs[0]["low_res"] == segmenter.NO_OBJ_SCORE).all())
+        MultiStepLoss(weights=cfg.loss_weights)(outputs, batch["masks"])["loss"].backward()
+        grads[gate] = [0.0 if params[n].grad is None else float(params[n].grad.abs().sum()) for n in mask_head]
+        assert float(params["sam_mask_decoder.pred_obj_score_head.layers.2.weight"].grad.abs().sum()) > 0
+    assert grads[True] == [0.0, 0.0]
+    assert all(g > 0 for g in grads[False])

@@ -78,11 +78,12 @@ def cmd_prepare_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
+    from unsamv2.datasets.synthetic_scenes import DEFAULT_DEPTH, write_synthetic_dataset
 
+    depth = DEFAULT_DEPTH if args.depth is None else args.depth
     write_synthetic_dataset(args.out_dir, args.n_images, seed=args.seed,
-                            image_size=(args.image_size, args.image_size), min_area=args.min_area)
-    log.info("wrote %d synthetic scenes to %s", args.n_images, args.out_dir)
+                            image_size=(args.image_size, args.image_size), min_area=args.min_area, depth=depth)
+    log.info("wrote %d synthetic scenes of depth %d to %s", args.n_images, depth, args.out_dir)
     return 0
 
 
@@ -144,4 +145,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=256, help="side of the square scenes in pixels")
     p.add_argument("--min-area", type=int, default=20, help="drop regions with fewer visible pixels")
+    p.add_argument("--depth", type=int, default=None,
+                   help="levels of the hierarchy (default 3: object, part, sub-part; 4 and 5 add inner regions)")
     p.set_defaults(func=cmd_synthetic)

@@ -16,18 +16,20 @@ from unsamv2.io.pseudo_labels import read_document
 
 __all__ = ["LEVELS", "load_synthetic"]
 
-#: Loader level selections → annotation levels.
+#: Loader level selections → annotation levels (a level a scene set does not have selects nothing).
 LEVELS: dict[str, tuple[int, ...]] = {
-    **{name: (level,) for level, name in enumerate(LEVEL_NAMES)},  # object (0), part (1), subpart (2)
-    "all_parts": (1, 2),
-    "all": (0, 1, 2),
+    # object (0), part (1), subpart (2), subsubpart (3), subsubsubpart (4)
+    **{name: (level,) for level, name in enumerate(LEVEL_NAMES)},
+    "all_parts": tuple(range(1, len(LEVEL_NAMES))),
+    "all": tuple(range(len(LEVEL_NAMES))),
 }
 
 
 def load_synthetic(root: Path, level: str = "object", max_images: int | None = None) -> Iterator[Sample]:
     """Interactive-segmentation samples of a written synthetic set: one per image, the masks of ``level``.
 
-    ``level`` is one of ``object``, ``part``, ``subpart``, ``all_parts`` (part or sub-part), ``all``.
+    ``level`` is one of ``object``, ``part``, ``subpart``, ``subsubpart``, ``subsubsubpart`` (the levels of
+    scenes of depth 4 and 5), ``all_parts`` (every level below the object) or ``all``.
     """
     if level not in LEVELS:
         raise ValueError(f"synthetic: level must be one of {sorted(LEVELS)}, got {level!r}")

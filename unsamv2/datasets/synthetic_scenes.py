@@ -11,6 +11,10 @@ can be run and scored without any download. Each scene:
   the object too — the part-vs-whole ambiguity granularity is meant to resolve;
 * some parts split again into 2 **sub-parts** (level 2, tiling the part) or carrying one inner blob
   (one sub-part that does not tile the part);
+* with ``depth`` ≥ 4 (3 = the three levels above, the default), a region of level 2 … ``depth − 2`` carries an
+  **inner region** one level down with probability :data:`INNER_REGION_PROBABILITY` (an elliptic spot deep inside
+  it, when it is thick enough): a click there lies in ``depth`` nested regions, more than SAM-2's three masks can
+  cover one level each. Scenes of depth 3 are exactly those of earlier versions (no extra random draws);
 * every leaf region painted with its own colour and texture (flat, stripes, checker, gradient, noise). Sibling
   colours are sometimes close to each other (about a third of the time), so parts are not always trivially
   separable by colour.
@@ -27,10 +31,11 @@ Output of :func:`write_synthetic_dataset` (all files written atomically, byte-id
     OUT/images/syn_000000.png ...            RGB images
     OUT/annotations/syn_000000.json ...      pseudo-label documents (:mod:`unsamv2.io.pseudo_labels`: "image"
                                              dict, COCO RLE, bbox, area, granularity, instance_id, is_part,
-                                             is_divide, is_conquer) plus "level" (0/1/2) and "parent_id"
-                                             (annotation id or null)
-    OUT/gt_coco.json                         COCO ground truth of all images (categories 1 object, 2 part,
-                                             3 sub-part = level + 1; ids unique across the file)
+                                             is_divide, is_conquer) plus "level" (0 … depth − 1) and
+                                             "parent_id" (annotation id or null)
+    OUT/gt_coco.json                         COCO ground truth of all images (category level + 1, named by
+                                             LEVEL_NAMES: 1 object, 2 part, 3 sub-part, 4 sub-sub-part …;
+                                             ids unique across the file)
 
 Image ``k`` gets id ``k`` (its position in the sorted file list) and its own generator seeded by ``(seed, k)``,
 so it does not depend on how many images are written. The benchmark loader of a written set (dataset
@@ -53,7 +58,10 @@ from unsamv2.io.masks import encode_rle, mask_bbox_xywh
 from unsamv2.io.pseudo_labels import make_document, write_document
 
 __all__ = [
+    "DEFAULT_DEPTH",
+    "INNER_REGION_PROBABILITY",
     "LEVEL_NAMES",
+    "MAX_DEPTH",
     "Region",
     "Scene",
     "generate_scene",
@@ -61,8 +69,13 @@ __all__ = [
     "write_synthetic_dataset",
 ]
 
-#: Names of the annotation levels 0, 1, 2 (``gt_coco.json`` category ``level + 1``).
-LEVEL_NAMES: tuple[str, ...] = ("object", "part", "subpart")
+#: Names of the annotation levels 0, 1, 2, … (``gt_coco.json`` category ``level + 1``).
+LEVEL_NAMES: tuple[str, ...] = ("object", "part", "subpart", "subsubpart", "subsubsubpart")
+#: Levels of a scene: object, part, sub-part (the scenes of earlier versions); at most one level per name.
+DEFAULT_DEPTH = 3
+MAX_DEPTH = len(LEVEL_NAMES)
+#: Chance that a region of level 2 … depth − 2 carries an inner region one level down (scenes of depth ≥ 4).
+INNER_REGION_PROBABILITY = 0.7
 # A fixed timestamp keeps the files byte-identical across runs (Snakemake and tests compare them).
 _DATE = "2025-01-01 00:00:00"
 
@@ -72,7 +85,7 @@ class Region:
     """One node of a scene hierarchy. ``region_id`` ≥ 1 is the value it takes in ``Scene.labels``."""
 
     region_id: int
-    level: int  # 0 object, 1 part, 2 sub-part (as generated, before any region is dropped)
+    level: int  # 0 object, 1 part, 2 sub-part, 3 … inner regions (as generated, before any region is dropped)
     parent: int | None  # region_id of the parent region
     object_index: int  # drawing order of the object it belongs to
 
@@ -162,10 +175,10 @@ def _paint(image: np.ndarray, region: np.ndarray, tex: _Texture, rng: np.random.
     image[region] = colours
 
 
-def _body_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """An ellipse or a star-shaped polygon, centred well inside the image."""
+def _body_mask(h: int, w: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """An ellipse or a star-shaped polygon, centred well inside the image; ``scale`` multiplies its size."""
     canvas = np.zeros((h, w), np.uint8)
-    side = min(h, w)
+    side = min(h, w) * scale
     cx, cy = rng.uniform(0.18, 0.82) * w, rng.uniform(0.18, 0.82) * h
     if rng.random() < 0.5:
         a = rng.uniform(0.15, 0.28) * side
@@ -208,15 +221,17 @@ def _voronoi_split(mask: np.ndarray, k: int, rng: np.random.Generator, min_fract
     return []
 
 
-def _inner_blob(part: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """An elliptic spot deep inside ``part`` (clipped to it), or None when the part is too thin."""
+def _inner_blob(part: np.ndarray, rng: np.random.Generator, min_peak: float = 4.0,
+                size: tuple[float, float] = (0.45, 0.8)) -> np.ndarray | None:
+    """An elliptic spot deep inside ``part`` (clipped to it; semi-axis ``size`` × the depth of the part's deepest
+    pixel), or None when the part is too thin (that depth is below ``min_peak`` pixels)."""
     dist = cv2.distanceTransform(np.pad(part.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
     peak = float(dist.max())
-    if peak < 4.0:
+    if peak < min_peak:
         return None
     cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
     canvas = np.zeros(part.shape, np.uint8)
-    a = peak * rng.uniform(0.45, 0.8)
+    a = peak * rng.uniform(*size)
     b = a * rng.uniform(0.5, 1.0)
     cv2.ellipse(canvas, (int(cx), int(cy)), (max(2, round(a)), max(2, round(b))), float(rng.uniform(0, 180)),
                 0.0, 360.0, 1, thickness=-1)
@@ -228,15 +243,31 @@ def _object_pixels(labels: np.ndarray, object_regions: Sequence[int]) -> np.ndar
     return np.isin(labels, object_regions)
 
 
+@dataclass(frozen=True)
+class _Profile:
+    body_scale: float  # object size relative to the depth-3 scenes
+    split_probability: float  # chance that a part is split into sub-parts (or carries an inner blob)
+
+
+# Depth 3: the scenes of earlier versions. Deeper scenes need bigger regions, or the inner levels shrink to a few
+# pixels at a 128-px model input (at depth 4 with the depth-3 sizes the median level-3 region had 92 pixels of 256²).
+_DEPTH_3 = _Profile(body_scale=1.0, split_probability=0.45)
+_DEEP = _Profile(body_scale=1.3, split_probability=0.8)
+
+
 def generate_scene(
     rng: np.random.Generator,
     height: int = 256,
     width: int = 256,
     n_objects: tuple[int, int] = (2, 4),
+    depth: int = DEFAULT_DEPTH,
 ) -> Scene:
-    """Render one scene with ``n_objects[0]..n_objects[1]`` objects (see the module docstring)."""
+    """Render one scene with ``n_objects[0]..n_objects[1]`` objects and ``depth`` levels (module docstring)."""
     if height < 32 or width < 32:
         raise ValueError(f"synthetic scenes need at least 32×32 pixels, got {height}×{width}")
+    if not DEFAULT_DEPTH <= depth <= MAX_DEPTH:
+        raise ValueError(f"synthetic scene depth must be in {DEFAULT_DEPTH}..{MAX_DEPTH}, got {depth}")
+    profile = _DEPTH_3 if depth == DEFAULT_DEPTH else _DEEP
     image = np.zeros((height, width, 3), np.float32)
     _paint(image, np.ones((height, width), bool), _random_texture(rng.uniform(30, 225, 3), rng, coarse=True), rng)
     labels = np.zeros((height, width), np.int32)
@@ -247,7 +278,7 @@ def generate_scene(
     for obj_index in range(int(rng.integers(n_objects[0], n_objects[1] + 1))):
         body = None
         for _ in range(10):
-            candidate = _body_mask(height, width, rng)
+            candidate = _body_mask(height, width, rng, profile.body_scale)
             if candidate.sum() < 0.01 * height * width:
                 continue
             # Limit occlusion: an earlier object must keep at least half of what is visible of it now.
@@ -278,7 +309,7 @@ def generate_scene(
             labels[part] = part_id
             _paint(image, part, _random_texture(part_colour, rng), rng)
             leaf_ids.append(part_id)
-            if rng.random() >= 0.45:
+            if rng.random() >= profile.split_probability:
                 continue
             if rng.random() < 0.5:
                 subs = _voronoi_split(part, 2, rng, min_fraction=0.2)
@@ -290,8 +321,25 @@ def generate_scene(
                 next_id += 1
                 regions.append(Region(sub_id, 2, part_id, obj_index))
                 labels[sub] = sub_id
-                _paint(image, sub, _random_texture(_child_colour(part_colour, rng), rng), rng)
+                sub_colour = _child_colour(part_colour, rng)
+                _paint(image, sub, _random_texture(sub_colour, rng), rng)
                 leaf_ids.append(sub_id)
+                # Deeper levels: a chain of inner regions (none at depth 3, so no extra draws there).
+                inner_mask, inner_parent, inner_colour = sub, sub_id, sub_colour
+                for level in range(3, depth):
+                    if rng.random() >= INNER_REGION_PROBABILITY:
+                        break
+                    inner = _inner_blob(inner_mask, rng, min_peak=5.0, size=(0.6, 0.85))
+                    if inner is None:
+                        break
+                    inner_id = next_id
+                    next_id += 1
+                    regions.append(Region(inner_id, level, inner_parent, obj_index))
+                    labels[inner] = inner_id
+                    inner_colour = _child_colour(inner_colour, rng)
+                    _paint(image, inner, _random_texture(inner_colour, rng), rng)
+                    leaf_ids.append(inner_id)
+                    inner_mask, inner_parent = inner, inner_id
         leaves_of_object.append(leaf_ids)
 
     return Scene(np.clip(np.rint(image), 0, 255).astype(np.uint8), labels, regions)
@@ -381,13 +429,17 @@ def write_synthetic_dataset(
     seed: int = 0,
     image_size: tuple[int, int] = (256, 256),
     min_area: int = 20,
+    depth: int = DEFAULT_DEPTH,
 ) -> Path:
-    """Write ``n_images`` scenes of ``image_size = (H, W)`` under ``out_dir`` (layout in the module docstring).
+    """Write ``n_images`` scenes of ``image_size = (H, W)`` and ``depth`` levels under ``out_dir`` (layout in the
+    module docstring).
 
-    Returns ``out_dir``. Deterministic for a given ``(seed, image_size, min_area)``.
+    Returns ``out_dir``. Deterministic for a given ``(seed, image_size, min_area, depth)``.
     """
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
+    if not DEFAULT_DEPTH <= depth <= MAX_DEPTH:
+        raise ValueError(f"synthetic scene depth must be in {DEFAULT_DEPTH}..{MAX_DEPTH}, got {depth}")
     h, w = int(image_size[0]), int(image_size[1])
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -396,7 +448,7 @@ def write_synthetic_dataset(
     coco_anns: list[dict[str, Any]] = []
     for k in range(n_images):
         stem = f"syn_{k:06d}"
-        scene = generate_scene(np.random.default_rng([seed, k]), h, w)
+        scene = generate_scene(np.random.default_rng([seed, k]), h, w, depth=depth)
         anns = scene_annotations(scene, k, min_area=min_area)
         with atomic_output(out / "images" / f"{stem}.png") as tmp:
             if not cv2.imwrite(str(tmp), np.ascontiguousarray(scene.image[:, :, ::-1])):  # OpenCV wants BGR
@@ -420,9 +472,10 @@ def write_synthetic_dataset(
             })
     atomic_write_json(out / "gt_coco.json", {
         "info": {"description": "unsamv2 synthetic hierarchical scenes", "version": "1.0", "seed": seed,
-                 "date_created": _DATE},
+                 "date_created": _DATE, **({"depth": depth} if depth != DEFAULT_DEPTH else {})},
         "images": coco_images,
         "annotations": coco_anns,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "fg"} for i, name in enumerate(LEVEL_NAMES)],
+        "categories": [{"id": i + 1, "name": name, "supercategory": "fg"}
+                       for i, name in enumerate(LEVEL_NAMES[:depth])],
     })
     return out

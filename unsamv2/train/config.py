@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 from unsamv2.core.constants import SAM2_SIZES
 from unsamv2.core.settings import settings_from_json, settings_from_mapping
 
-__all__ = ["BASE_CHECKPOINT_SAM2", "CORRECTION_METHODS", "TRAINABLE_MODES", "TrainConfig"]
+__all__ = ["BASE_CHECKPOINT_SAM2", "CORRECTION_METHODS", "PAPER_LOSS_WEIGHTS", "TRAINABLE_MODES", "TrainConfig"]
 
 TRAINABLE_MODES: tuple[str, ...] = ("unsamv2", "demo_from_scratch", "baseline_no_granularity")
 #: Correction-click samplers (``train.correction_sampler``): SAM-2's uniform one and the GraCo-style one.
@@ -45,6 +46,13 @@ CORRECTION_METHODS: tuple[str, ...] = ("uniform", "graco")
 #: ``train.base_checkpoint: sam2`` in the workflow config = the stock SAM-2.1 checkpoint of ``model_size``,
 #: downloaded by the workflow (:meth:`TrainConfig.resolve_base_checkpoint`).
 BASE_CHECKPOINT_SAM2 = "sam2"
+#: UnSAMv2's ``weight_dict`` (``unsamv2_small_training.yaml``): focal 20 : dice 1 (the paper's "ratio of 20:1"),
+#: IoU 1, object score 1; the defaults of the ``loss_weight_*`` keys and of :mod:`unsamv2.train.losses`.
+PAPER_LOSS_WEIGHTS: dict[str, float] = {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}
+
+# Loss term (unsamv2.train.losses) → its weight's config key.
+_LOSS_WEIGHT_KEYS: dict[str, str] = {"loss_mask": "loss_weight_focal", "loss_dice": "loss_weight_dice",
+                                     "loss_iou": "loss_weight_iou", "loss_class": "loss_weight_object_score"}
 
 # Keys that may differ between a killed run and its resumption without changing the result: where the work runs
 # and how fast, not what is computed.
@@ -80,6 +88,18 @@ class TrainConfig:
         epochs, multiplier: epochs and how many times each image is visited per epoch (5 and 2).
         batch_size: images per process (per GPU); the global batch is ``batch_size × world size``.
         lr, min_lr: AdamW learning rate, cosine-annealed per step down to ``min_lr`` (1e-4 → 1e-5).
+        warmup_steps: linear warm-up: step ``s < warmup_steps`` uses ``lr · (s + 1) / warmup_steps``, so the
+            ``warmup_steps``-th step is the first at ``lr``; the cosine then runs from there to the last step
+            (0 = none, the paper's recipe).
+        loss_weight_focal, loss_weight_dice, loss_weight_iou, loss_weight_object_score: weights of the four loss
+            terms (:mod:`unsamv2.train.losses`); the paper's 20, 1, 1, 1 fit fine-tuning a pretrained decoder.
+            From random initialisation focal × 20 drives every prediction to "nothing" (the focal term of an
+            all-background mask is tiny while dice stays near 1); the offline demo uses focal × 1.
+        object_score_gate: SAM-2's training gate that replaces the mask logits by −1024 where the object-score
+            logit is ≤ 0 (on). From random initialisation every object score starts slightly negative, so the
+            gate gives the mask head exactly zero gradient until the score head has learned "object"; ``false``
+            (allowed only without a ``base_checkpoint``) trains the masks ungated — the score head is still
+            trained by its own loss, and inference gates nothing either way.
         weight_decay: AdamW weight decay (1e-5, constant).
         grad_clip: max gradient norm, ``None`` = no clipping (the UnSAMv2 config removed SAM-2's 0.1).
         seed: seed of the initialisation, the data order, the mask draws and the clicks (1234).
@@ -117,7 +137,13 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-4
     min_lr: float = 1e-5
+    warmup_steps: int = 0
     weight_decay: float = 1e-5
+    loss_weight_focal: float = PAPER_LOSS_WEIGHTS["loss_mask"]
+    loss_weight_dice: float = PAPER_LOSS_WEIGHTS["loss_dice"]
+    loss_weight_iou: float = PAPER_LOSS_WEIGHTS["loss_iou"]
+    loss_weight_object_score: float = PAPER_LOSS_WEIGHTS["loss_class"]
+    object_score_gate: bool = True
     grad_clip: float | None = None
     seed: int = 1234
     bf16: bool = True
@@ -148,6 +174,18 @@ class TrainConfig:
             raise ValueError("train.correction_clicks, lora_rank, num_workers and save_state_every must be >= 0")
         if not (0.0 < self.min_lr <= self.lr):
             raise ValueError(f"train.min_lr must lie in (0, lr = {self.lr}], got {self.min_lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        for key, value in self.loss_weights.items():
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"train.{_LOSS_WEIGHT_KEYS[key]} must be a finite number >= 0, got {value}")
+        if self.loss_weights["loss_mask"] + self.loss_weights["loss_dice"] <= 0:
+            raise ValueError("train.loss_weight_focal and train.loss_weight_dice are both 0: nothing would train "
+                             "the masks")
+        if not self.object_score_gate and self.base_checkpoint is not None:
+            raise ValueError("train.object_score_gate: false is for training from scratch only (base_checkpoint "
+                             "null): a pretrained SAM-2 was trained with the gate and its object scores are "
+                             "already meaningful")
         if self.weight_decay < 0:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         for key in ("lora_dropout", "mlp_dropout"):
@@ -162,6 +200,11 @@ class TrainConfig:
         if self.cache_embeddings and self.augment:
             raise ValueError("train.cache_embeddings needs train.augment: false (augmented images change on every "
                              "visit, so their embeddings cannot be reused)")
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The ``weights`` of :class:`unsamv2.train.losses.MultiStepLoss` (keys ``loss_mask`` … ``loss_class``)."""
+        return {loss_key: float(getattr(self, key)) for loss_key, key in _LOSS_WEIGHT_KEYS.items()}
 
     @property
     def uses_granularity(self) -> bool:

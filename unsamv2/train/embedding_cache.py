@@ -7,9 +7,12 @@ encoder returns (``backbone_fpn``), *before* the decoder's ``conv_s0``/``conv_s1
 ``no_mem_embed`` addition: those belong to the mask decoder / SAM-2 base and may be trainable
 (``demo_from_scratch``), so they are applied to the cached tensors at every step.
 
-Entries are keyed by a SHA-256 of the image encoder's weights and the model image size, so changing the model
-(another size, another base checkpoint, another seed for a random encoder) uses a new sub-folder instead of
-reading stale features. Files are written atomically: several DDP ranks may compute the same image at once.
+Entries live in a sub-folder named by a SHA-256 of the image encoder's weights and the model image size, so
+changing the model (another size, another base checkpoint, another seed for a random encoder) uses a new
+sub-folder; within it an entry is keyed by a SHA-256 of the image itself (the normalised input tensor the encoder
+sees), so an image regenerated or edited under the same file name is a miss, never a stale hit. The file name
+also carries the image's stem, for people looking at the folder. Files are written atomically: several DDP ranks
+may compute the same image at once.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from torch import nn
 
 from unsamv2.io.atomic import atomic_output
 
-__all__ = ["EmbeddingCache", "encoder_fingerprint"]
+__all__ = ["EmbeddingCache", "content_key", "encoder_fingerprint"]
 
 _FORMAT_VERSION = "fpn-v1"
 
@@ -41,8 +44,16 @@ def encoder_fingerprint(image_encoder: nn.Module, image_size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def content_key(name: str, image: torch.Tensor) -> str:
+    """``<name>-<digest>``: the readable stem plus a SHA-256 of the image tensor (shape, dtype and values)."""
+    t = image.detach().to("cpu").contiguous()
+    digest = hashlib.sha256(f"{tuple(t.shape)}:{t.dtype}".encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"{name}-{digest.hexdigest()[:24]}"
+
+
 class EmbeddingCache:
-    """Per-image FPN features of a frozen encoder, as ``<root>/<fingerprint>/<key>.pt``.
+    """Per-image FPN features of a frozen encoder, as ``<root>/<fingerprint>/<stem>-<content digest>.pt``.
 
     Args:
         root: cache folder (created on first write).
@@ -78,10 +89,16 @@ class EmbeddingCache:
             torch.save(payload, tmp)
 
     def encode_batch(
-        self, keys: Sequence[str], images: torch.Tensor, encode: EncoderFn
+        self, names: Sequence[str], images: torch.Tensor, encode: EncoderFn
     ) -> list[torch.Tensor]:
         """FPN levels (``B×C×h×w``, on ``images.device``) for a batch: cached entries are read, the others are
-        computed in one ``encode`` call on the missing images and stored."""
+        computed in one ``encode`` call on the missing images and stored.
+
+        ``names`` (the images' file stems) only make the entries readable; the key is :func:`content_key`.
+        """
+        if len(names) != images.shape[0]:
+            raise ValueError(f"{len(names)} names for a batch of {images.shape[0]} images")
+        keys = [content_key(name, image) for name, image in zip(names, images, strict=True)]
         cached = [self.get(k) for k in keys]
         missing = [i for i, c in enumerate(cached) if c is None]
         if missing:

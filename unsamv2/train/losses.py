@@ -35,6 +35,8 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from unsamv2.train.config import PAPER_LOSS_WEIGHTS
+
 __all__ = [
     "DEFAULT_WEIGHTS",
     "MultiStepLoss",
@@ -45,8 +47,9 @@ __all__ = [
     "upsample_logits",
 ]
 
-#: UnSAMv2's ``weight_dict`` (focal 20 : dice 1, the paper's "ratio of 20:1", IoU 1, object score 1).
-DEFAULT_WEIGHTS: dict[str, float] = {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}
+#: UnSAMv2's ``weight_dict`` (focal 20 : dice 1, the paper's "ratio of 20:1", IoU 1, object score 1); the
+#: ``train.loss_weight_*`` keys change them (:attr:`unsamv2.train.config.TrainConfig.loss_weights`).
+DEFAULT_WEIGHTS: dict[str, float] = dict(PAPER_LOSS_WEIGHTS)
 LOSS_KEYS: tuple[str, ...] = ("loss_mask", "loss_dice", "loss_iou", "loss_class")
 
 
@@ -110,7 +113,8 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 
 class MultiStepLoss:
-    """Focal ×20 + dice ×1 + IoU-L1 ×1 + object-score BCE ×1, summed over prompt steps, per object count.
+    """Focal ×20 + dice ×1 + IoU-L1 ×1 + object-score BCE ×1 (by default), summed over prompt steps, per object
+    count.
 
     Args:
         weights: per-term weights; keys from ``loss_mask``, ``loss_dice``, ``loss_iou``, ``loss_class``

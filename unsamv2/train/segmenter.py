@@ -71,6 +71,9 @@ class MultiStepSegmenter(nn.Module):
         multimask_first_step: SAM-2's three candidate masks on the single-click step (the SAM-2 baseline).
         correction_clicks: clicks after the first one.
         correction_sampler: ``uniform`` or ``graco``.
+        object_score_gate: SAM-2's training gate (mask logits → −1024 where the object score is ≤ 0); off only
+            when training from scratch (``train.object_score_gate``), where it would block every mask gradient
+            until the score head turns positive.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class MultiStepSegmenter(nn.Module):
         multimask_first_step: bool,
         correction_clicks: int,
         correction_sampler: str,
+        object_score_gate: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -88,6 +92,7 @@ class MultiStepSegmenter(nn.Module):
         self.multimask_first_step = multimask_first_step
         self.correction_clicks = correction_clicks
         self.correction_sampler = correction_sampler
+        self.object_score_gate = object_score_gate
 
     def encode_images(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The image encoder's FPN levels (what the embedding cache stores)."""
@@ -121,8 +126,8 @@ class MultiStepSegmenter(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One prompt-encoder + mask-decoder call for N prompts whose images are already gathered (N×C×h×w).
 
-        Returns low-res logits N×M×h'×w' (object-score gated as SAM-2's ``_forward_sam_heads``), predicted IoUs
-        N×M and object-score logits N×1.
+        Returns low-res logits N×M×h'×w' (object-score gated as SAM-2's ``_forward_sam_heads`` unless
+        ``object_score_gate`` is off), predicted IoUs N×M and object-score logits N×1.
         """
         model = self.model
         encoder = model.sam_prompt_encoder
@@ -140,7 +145,7 @@ class MultiStepSegmenter(nn.Module):
             repeat_image=False,
             high_res_features=list(high_res),
         )
-        if model.pred_obj_scores:
+        if model.pred_obj_scores and self.object_score_gate:
             # SAM-2 training turns the masks of "no object" predictions into a constant -1024 logit (hard choice,
             # consistent with what is fed back and clicked on); the object-score loss teaches the head.
             low_res = torch.where(object_score_logits[:, :, None, None] > 0, low_res, NO_OBJ_SCORE)
