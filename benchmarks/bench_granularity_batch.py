@@ -9,6 +9,9 @@ Prints ratios measured in this run (the machines are noisy; never absolute times
 Random weights (no downloads here): timings do not depend on the weight values.
 
     python benchmarks/bench_granularity_batch.py --size small --image-size 1024 --repeats 5
+
+It then prints batched-vs-loop speed-ups for 1, 10, 128 and 1,280 queries (``--queries``) with the predictor's
+decoder chunk size, and with ``--chunk-sizes 0 1 2 4 8`` the 10-query call at other chunk sizes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+    parser.add_argument("--queries", type=int, nargs="*", default=[1, 10, 128, 1280],
+                        help="batch sizes for the batched-vs-loop table (1: the app's slider, 10: the oracle's "
+                             "granularities, 128: the AMG's point batch, 1280: 128 points x 10 g)")
+    parser.add_argument("--chunk-sizes", type=int, nargs="*", default=[],
+                        help="also time a 10-query call with these decoder chunk sizes (0 = no split)")
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -99,6 +107,38 @@ def main(argv: list[str] | None = None) -> int:
         "per_image_ratio": round((t_encode + batch_s) / (t_encode + one_s), 3),
         "batching_speedup": round(seq_s / batch_s, 3),
     }
+    # Batched vs loop for the batch sizes the AMG, the oracle and the app use: Q queries (the click at
+    # g = 0.1 … 1.0 cycling) in one call vs Q one-query calls. Large Q are timed once.
+    table = {}
+    for q in args.queries:
+        coords = np.repeat(click[None], q, axis=0)
+        labels = np.repeat(label[None], q, axis=0)
+        qs = [gs[k % len(gs)] for k in range(q)]
+        reps = args.repeats if q <= 10 else 1
+
+        def one_call(coords=coords, labels=labels, qs=qs) -> object:
+            return predictor.predict_queries(coords, labels, qs, m2m=args.m2m)
+
+        def loop(qs=qs) -> object:
+            return [predictor.predict(click, label, g, m2m=args.m2m) for g in qs]
+
+        if q > 10:
+            one_call()  # warm-up: the first call of a new size pays for allocating its large output buffers
+        t_call, t_loop = [], []
+        for _ in range(reps):
+            t_call.append(_median_time(one_call, 1))
+            t_loop.append(_median_time(loop, 1))
+        call_s, loop_s = statistics.median(t_call), statistics.median(t_loop)
+        table[q] = {"batched_s": round(call_s, 4), "loop_s": round(loop_s, 4), "speedup": round(loop_s / call_s, 3)}
+    result["queries"] = table
+    chunks = {}
+    default_chunk = predictor.decoder_chunk_size
+    for c in args.chunk_sizes:
+        predictor.decoder_chunk_size = c or None
+        chunks[c] = round(statistics.median(_median_time(batched, 1) for _ in range(args.repeats)), 4)
+    predictor.decoder_chunk_size = default_chunk
+    result["decoder_chunk_size"] = default_chunk
+    result["ten_batched_s_by_chunk"] = chunks
     if args.json:
         print(json.dumps(result))
     else:
@@ -112,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  decoder ratio (10 batched / 1) {result['decoder_ratio']:9.3f}   (issue target <= 2)")
         print(f"  per-image ratio (with encode)  {result['per_image_ratio']:9.3f}")
         print(f"  batching speed-up vs 10 calls  {result['batching_speedup']:9.3f}")
+        print(f"  decoder chunk size {default_chunk}; batched (one call) vs loop (one call per query):")
+        for q, r in table.items():
+            print(f"    {q:5d} queries   batched {r['batched_s'] * 1000:10.1f} ms   loop {r['loop_s'] * 1000:10.1f} ms"
+                  f"   speed-up {r['speedup']:6.3f}")
+        for c, t in chunks.items():
+            print(f"  10 granularities, one call, chunk {c or 'none':>4}: {t * 1000:9.1f} ms")
     return 0
 
 

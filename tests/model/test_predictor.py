@@ -177,3 +177,25 @@ def test_multi_image_batch_api(tiny_model: torch.nn.Module, photo: np.ndarray) -
     np.testing.assert_allclose(masks[1], ref, atol=1e-3)
     with pytest.raises(ValueError, match="NaN"):
         p.predict_batch([CLICK], [POS], granularity=float("nan"))
+
+
+def test_decoder_chunks_change_neither_masks_nor_scores(tiny_model: torch.nn.Module, photo: np.ndarray) -> None:
+    """A large query batch is decoded in chunks (cache-sized on a CPU): same masks and IoUs as one call, and the
+    decoder is called once per chunk."""
+    p = UnSAMv2ImagePredictor(tiny_model, mask_threshold=-1.0)
+    p.set_image(photo)
+    assert p.decoder_chunk_size == 4  # CPU default
+    coords = np.array([[[40.0 + 10 * k, 60.0]] for k in range(7)], dtype=np.float32)
+    labels = np.ones((7, 1), dtype=np.int64)
+    gs = [0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 0.2]
+    calls = []
+    hook = p.model.sam_mask_decoder.register_forward_hook(lambda m, i, o: calls.append(o[0].shape[0]))
+    try:
+        chunked = p.predict_queries(coords, labels, gs, return_logits=True)
+        p.decoder_chunk_size = None
+        whole = p.predict_queries(coords, labels, gs, return_logits=True)
+    finally:
+        hook.remove()
+    assert calls == [4, 3, 7]
+    for a, b in zip(chunked, whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)

@@ -23,10 +23,15 @@ from sam2.utils.amg import (
     MaskData,
     area_from_rle,
     batch_iterator,
+    batched_mask_to_box,
     box_xyxy_to_xywh,
+    calculate_stability_score,
     coco_encode_rle,
+    is_box_near_crop_edge,
+    mask_to_rle_pytorch,
     rle_to_mask,
     uncrop_boxes_xyxy,
+    uncrop_masks,
     uncrop_points,
 )
 from torchvision.ops.boxes import batched_nms
@@ -52,6 +57,8 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
         pred_iou_thresh, stability_score_thresh: fixed thresholds; None (default) uses the official per-g values
             (see :func:`official_thresholds`).
         show_progress: a tqdm bar over point batches (and granularities).
+        fast_postprocess: bring masks to image size only where they are used (same outputs as sam2's code;
+            see :meth:`_process_batch`); False runs sam2's ``_process_batch`` unchanged.
         Other arguments: as ``SAM2AutomaticMaskGenerator``.
     """
 
@@ -75,6 +82,7 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
         use_m2m: bool = True,
         multimask_output: bool = True,
         show_progress: bool = False,
+        fast_postprocess: bool = True,
     ) -> None:
         super().__init__(
             model,
@@ -105,6 +113,7 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
         self.fixed_pred_iou_thresh = pred_iou_thresh
         self.fixed_stability_score_thresh = stability_score_thresh
         self.show_progress = show_progress
+        self.fast_postprocess = fast_postprocess
         self._granularities: list[float] = []
 
     # ------------------------------------------------------------------ public API
@@ -166,6 +175,54 @@ class UnSAMv2AutomaticMaskGenerator(SAM2AutomaticMaskGenerator):
                 }
             )
         return records
+
+    def _process_batch(
+        self,
+        points: np.ndarray,
+        im_size: tuple[int, ...],
+        crop_box: list[int],
+        orig_size: tuple[int, ...],
+        normalize: bool = False,
+    ) -> MaskData:
+        """sam2's ``_process_batch`` (M2M branch) with the same outputs and less work at image size.
+
+        sam2 upsamples every first-pass mask to the image size and then discards them (M2M replaces them), and
+        upsamples every M2M mask before the predicted-IoU filter drops most of them; bilinear upsampling is per
+        mask, so upsampling only the masks that pass the filter gives the same logits. Everything else — decoder
+        calls (same batches), filter order, stability score, boxes, crop-edge filter, RLE — is sam2's code.
+        """
+        if not (self.fast_postprocess and self.use_m2m):
+            return super()._process_batch(points, im_size, crop_box, orig_size, normalize=normalize)
+        orig_h, orig_w = orig_size
+        predictor: UnSAMv2ImagePredictor = self.predictor
+        points_t = torch.as_tensor(points, dtype=torch.float32, device=predictor.device)
+        in_points = predictor._transforms.transform_coords(points_t, normalize=normalize, orig_hw=im_size)
+        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
+        first, _ = predictor._decode(in_points[:, None, :], in_labels[:, None],
+                                     multimask_output=self.multimask_output)
+        # M2M (sam2 `refine_with_m2m`): same points, the clamped first-pass logits as mask input, single output.
+        refined, iou = predictor._decode(in_points[:, None, :], in_labels[:, None],
+                                         mask_input=torch.clamp(first, -32.0, 32.0), multimask_output=False)
+        data = MaskData(iou_preds=iou.squeeze(1), points=points_t, logits=refined)
+        if self.pred_iou_thresh > 0.0:
+            data.filter(data["iou_preds"] > self.pred_iou_thresh)
+        data["masks"] = predictor.upsample_logits(data["logits"]).squeeze(1)
+        del data["logits"]
+
+        data["stability_score"] = calculate_stability_score(
+            data["masks"], self.mask_threshold, self.stability_score_offset
+        )
+        if self.stability_score_thresh > 0.0:
+            data.filter(data["stability_score"] >= self.stability_score_thresh)
+        data["masks"] = data["masks"] > self.mask_threshold
+        data["boxes"] = batched_mask_to_box(data["masks"])
+        keep_mask = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+        if not torch.all(keep_mask):
+            data.filter(keep_mask)
+        data["masks"] = uncrop_masks(data["masks"], crop_box, orig_h, orig_w)
+        data["rles"] = mask_to_rle_pytorch(data["masks"])
+        del data["masks"]
+        return data
 
     def _process_crop(
         self,

@@ -20,7 +20,16 @@ from unsamv2.model.build import sam2_feature_sizes
 from unsamv2.model.granularity import validate_granularities, validate_granularity
 from unsamv2.model.prompt_encoder import GranularityPromptEncoder
 
-__all__ = ["UnSAMv2ImagePredictor"]
+__all__ = ["UnSAMv2ImagePredictor", "default_decoder_chunk_size"]
+
+#: Queries per decoder call on a CPU (``benchmarks/bench_granularity_batch.py --chunk-sizes`` measures others).
+CPU_DECODER_CHUNK = 4
+
+
+def default_decoder_chunk_size(device: torch.device | str) -> int | None:
+    """Decoder chunk for ``device``: :data:`CPU_DECODER_CHUNK` on a CPU; no split on a GPU, where a large batch
+    is what keeps the device busy (the AMG's 128-point batches are the official, memory-tested size)."""
+    return CPU_DECODER_CHUNK if torch.device(device).type == "cpu" else None
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -53,6 +62,8 @@ class UnSAMv2ImagePredictor(SAM2ImagePredictor):
         self._bb_feat_sizes = sam2_feature_sizes(int(sam_model.image_size))
         # Granularity used by `_predict` when a caller (sam2's automatic mask generator code) does not pass one.
         self.default_granularity: float | None = None
+        # Queries per decoder call; a larger batch is decoded in chunks of this size (None = never split).
+        self.decoder_chunk_size: int | None = default_decoder_chunk_size(self.device)
 
     # ------------------------------------------------------------------ public API
     def set_image(self, image: np.ndarray | Image) -> None:
@@ -269,6 +280,34 @@ class UnSAMv2ImagePredictor(SAM2ImagePredictor):
         Same signature as sam2's ``_predict`` plus ``granularity`` (B values or one), so sam2's automatic mask
         generator code can call it; without ``granularity`` it uses ``self.default_granularity``.
         """
+        low_res, iou = self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, img_idx,
+                                    granularity)
+        # Upsampled chunk by chunk too: 1,280 float masks at image size are gigabytes of memory traffic.
+        step = self.decoder_chunk_size or max(1, low_res.shape[0])
+        chunks = []
+        for start in range(0, low_res.shape[0], step):
+            logits = self.upsample_logits(low_res[start : start + step], img_idx)
+            chunks.append(logits if return_logits else logits > self.mask_threshold)
+        if not chunks:  # no query: an empty batch of the right shape
+            chunks.append(self.upsample_logits(low_res, img_idx) > self.mask_threshold if not return_logits
+                          else self.upsample_logits(low_res, img_idx))
+        masks = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        low_res = torch.clamp(low_res, -32.0, 32.0)
+        return masks, iou, low_res
+
+    @torch.no_grad()
+    def _decode(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        img_idx: int = -1,
+        granularity: torch.Tensor | float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder step of :meth:`_predict`: unclamped low-res logits B×1×h×w and IoU B×1, nothing at image
+        size (callers that keep only some masks upsample those with :meth:`upsample_logits`)."""
         self._require_image()
         if granularity is None:
             granularity = self.default_granularity
@@ -292,19 +331,32 @@ class UnSAMv2ImagePredictor(SAM2ImagePredictor):
 
         encoder: GranularityPromptEncoder = self.model.sam_prompt_encoder
         sparse, dense = encoder(points=points, boxes=None, masks=mask_input, granularity=granularity)
-        batched = sparse.shape[0] > 1
         high_res = [level[img_idx].unsqueeze(0) for level in self._features["high_res_feats"]]
-        low_res, iou, _, _ = self.model.sam_mask_decoder(
-            image_embeddings=self._features["image_embed"][img_idx].unsqueeze(0),
-            image_pe=encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-            repeat_image=batched,
-            high_res_features=high_res,
-        )
-        masks = self._transforms.postprocess_masks(low_res, self._orig_hw[img_idx])
-        low_res = torch.clamp(low_res, -32.0, 32.0)
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return masks, iou, low_res
+        image_embed = self._features["image_embed"][img_idx].unsqueeze(0)
+        image_pe = encoder.get_dense_pe()
+        n = sparse.shape[0]
+        step = n if not self.decoder_chunk_size else self.decoder_chunk_size
+        # Every query runs the two-way transformer over all image tokens and upsamples its own 4×-resolution
+        # features, so the per-query work does not shrink with the batch; what grows is the working set
+        # (B × 256 × 64 × 64 tokens, B × 32 × 256 × 256 upscaled features at 1024 px). On a CPU a few queries
+        # per call keep it in cache: a 10-query call was 1.6× slower than ten 1-query calls before it was split.
+        outputs = []
+        for start in range(0, n, step):
+            chunk_dense = dense[start : start + step] if dense.shape[0] == n else dense
+            low_res, iou, _, _ = self.model.sam_mask_decoder(
+                image_embeddings=image_embed,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse[start : start + step],
+                dense_prompt_embeddings=chunk_dense,
+                multimask_output=multimask_output,
+                repeat_image=min(step, n - start) > 1,
+                high_res_features=high_res,
+            )
+            outputs.append((low_res, iou))
+        if len(outputs) == 1:
+            return outputs[0]
+        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+
+    def upsample_logits(self, low_res: torch.Tensor, img_idx: int = -1) -> torch.Tensor:
+        """Unclamped low-res logits B×1×h×w → logits at the size of image ``img_idx`` (sam2's post-processing)."""
+        return self._transforms.postprocess_masks(low_res, self._orig_hw[img_idx])
