@@ -14,6 +14,9 @@ and MD5 are the ones torchvision's ``SBDataset`` uses (the download module verif
 recorded in the note). PascalPart, PartImageNet and SA-1B cannot be fetched by a script.
 
 More datasets can be added with :func:`register_dataset`; ``synthetic`` is the project's generated benchmark.
+Video benchmarks (``task="video"``: DAVIS-2017, the synthetic video benchmark) live in the same registry; their
+loaders yield :class:`~unsamv2.datasets.davis2017.VideoSequence` objects instead of samples, and
+:func:`dataset_names` lists one task at a time.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from unsamv2.datasets.davis2017 import load_davis2017
 from unsamv2.datasets.grabcut_berkeley_davis import load_berkeley, load_davis, load_grabcut
 from unsamv2.datasets.partimagenet import load_partimagenet
 from unsamv2.datasets.pascalpart import load_pascalpart
@@ -32,12 +36,14 @@ from unsamv2.datasets.sa1b import load_sa1b
 from unsamv2.datasets.sample import Sample
 from unsamv2.datasets.sbd import load_sbd
 from unsamv2.datasets.synthetic import load_synthetic
+from unsamv2.datasets.synthetic_video import load_synthetic_video
 
 __all__ = [
     "DatasetSpec",
     "UserFile",
     "dataset_names",
     "effective_options",
+    "extract_archive",
     "get_dataset",
     "is_part_dataset",
     "load_dataset",
@@ -49,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Level = Literal["object", "part"]
+Task = Literal["interactive", "video"]
 #: Target IoU of the click loop per level.
 TARGET_IOU: dict[str, float] = {"object": 0.90, "part": 0.85}
 
@@ -79,6 +86,7 @@ class DatasetSpec:
     user_files: tuple[UserFile, ...] = ()
     default_options: Mapping[str, Any] = field(default_factory=dict)
     folder_names: tuple[str, ...] = ()  # sub-folders of a root that may hold the dataset (archive top folders)
+    task: Task = "interactive"  # "video": the loader yields VideoSequence objects
 
     @property
     def target_iou(self) -> float:
@@ -113,9 +121,9 @@ def get_dataset(name: str) -> DatasetSpec:
     return _REGISTRY[key]
 
 
-def dataset_names() -> list[str]:
-    """Registered dataset names."""
-    return sorted(_REGISTRY)
+def dataset_names(task: Task = "interactive") -> list[str]:
+    """Registered dataset names of one task (the interactive image benchmarks by default)."""
+    return sorted(spec.name for spec in _REGISTRY.values() if spec.task == task)
 
 
 def is_part_dataset(name: str) -> bool:
@@ -136,7 +144,7 @@ def load_dataset(name: str, root: str | Path, **options: Any) -> Iterable[Sample
     return get_dataset(name).loader(Path(root), **effective_options(name, **options))
 
 
-def _extract(archive: Path, dest: Path) -> None:
+def extract_archive(archive: Path, dest: Path) -> None:
     """Extract a .zip / .tar(.gz) archive into ``dest``, refusing members that would escape it."""
     dest = dest.resolve()
     if zipfile.is_zipfile(archive):
@@ -169,7 +177,7 @@ def prepare_dataset(name: str, root: str | Path, download_dir: str | Path | None
         marker = root / f".extracted-{archive.name}"
         if not marker.exists():
             log.info("extracting %s into %s", archive, root)
-            _extract(archive, root)
+            extract_archive(archive, root)
             marker.write_text(f"{archive.name}\n")
     for user_file in spec.user_files:
         candidates = [root / user_file.relative_path] + [root / f / user_file.relative_path for f in spec.folder_names]
@@ -259,5 +267,23 @@ register_dataset(DatasetSpec(
     name="synthetic", display_name="Synthetic", level="object", loader=load_synthetic,
     description="generated hierarchical scenes (objects / parts / sub-parts, exact visible-pixel ground truth); "
                 "option level=part|subpart|all_parts selects part masks (use target IoU 0.85 for those)",
+    default_options={"level": "object"},
+))
+register_dataset(DatasetSpec(
+    name="davis2017", display_name="DAVIS-2017", level="object", loader=load_davis2017, task="video",
+    description="DAVIS-2017 semi-supervised video object segmentation, 480p (val: 30 sequences, 59 objects)",
+    folder_names=("DAVIS",),
+    default_options={"subset": "val"},
+    downloads=({"name": "DAVIS-2017-trainval-480p.zip",
+                "url": "https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip",
+                "sha256": None,
+                "note": "the official DAVIS-2017 train+val 480p release (davischallenge.org/davis2017/code.html); "
+                        "no checksum or exact size is published upstream: record the SHA-256 of your copy"},),
+))
+register_dataset(DatasetSpec(
+    name="synthetic_video", display_name="Synthetic video", level="object", loader=load_synthetic_video,
+    task="video",
+    description="animated synthetic hierarchical scenes in the DAVIS-2017 layout (exact ground truth per frame); "
+                "option level=object|part|subpart",
     default_options={"level": "object"},
 ))

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "build_unsamv2": "unsamv2.model.build",
     "build_sam2_base": "unsamv2.model.build",
     "build_sam2_model": "unsamv2.model.build",
+    "build_sam2_video_model": "unsamv2.model.build",
     "attach_granularity_modules": "unsamv2.model.build",
     "count_trainable_parameters": "unsamv2.model.build",
     "detect_model_size": "unsamv2.model.build",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "UnSAMv2ImagePredictor": "unsamv2.model.predictor",
     "UnSAMv2AutomaticMaskGenerator": "unsamv2.model.automatic",
     "UnSAMv2VideoPredictor": "unsamv2.model.video",
+    "Sam2BaselineVideoPredictor": "unsamv2.model.video",
     "track_object": "unsamv2.model.video",
     "granularity_strip": "unsamv2.model.figures",
 }

@@ -41,6 +41,7 @@ __all__ = [
     "build_sam2_base",
     "build_sam2_from_config",
     "build_sam2_model",
+    "build_sam2_video_model",
     "build_unsamv2",
     "count_trainable_parameters",
     "detect_model_size",
@@ -227,16 +228,36 @@ def build_sam2_from_config(
     return _build_stock_sam2(config, checkpoint, 1024, device)
 
 
+def build_sam2_video_model(
+    size: str,
+    checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+    *,
+    image_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> SAM2Base:
+    """Stock SAM-2.1 of ``size`` as sam2's ``build_sam2_video_predictor`` builds it (its video post-processing
+    included), as :class:`unsamv2.model.video.Sam2BaselineVideoPredictor`; same weights as :func:`build_sam2_model`.
+    """
+    overrides = [
+        "++model._target_=unsamv2.model.video.Sam2BaselineVideoPredictor",
+        "++model.binarize_mask_from_pts_for_mem_enc=true",
+    ]
+    if torch.device(device).type == "cuda":
+        overrides.append("++model.fill_hole_area=8")  # needs sam2's CUDA kernel (see build_unsamv2)
+    return _build_stock_sam2(MODEL_CONFIGS[normalize_model_size(size)], checkpoint, image_size, device, overrides)
+
+
 def _build_stock_sam2(
     config_name: str,
     checkpoint: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None,
     image_size: int,
     device: str | torch.device,
+    extra_overrides: list[str] | None = None,
 ) -> SAM2Base:
     from unsamv2.model.checkpoint import load_state_dict_into_model, read_checkpoint
 
     _check_image_size(image_size)
-    overrides = list(_SAM2_POSTPROCESSING)
+    overrides = list(_SAM2_POSTPROCESSING) + list(extra_overrides or [])
     if image_size != 1024:
         overrides.append(f"++model.image_size={image_size}")
     model = instantiate(_compose_config(config_name, overrides).model, _recursive_=True)

@@ -5,6 +5,19 @@ carries its own granularity (given with its clicks); on every frame that object 
 token — on the clicked frame and on every propagated frame (which has no clicks, only the not-a-point token plus the
 granularity token). Memory attention and the memory encoder are SAM-2's, unchanged; the object pointer comes from
 the granularity token's output (the decoder returns it in the slot sam2 reads).
+
+Where this differs from, or matches, the official predictor (line-by-line comparison):
+
+* Official ``propagate_in_video(state, gra=g)`` decodes every object of the call at ``g`` (and with ``gra=None``
+  without any granularity token); the clicked frame keeps the mask of its click's ``gra``. Here
+  ``propagate_in_video(state, granularity=g)`` does the same for a given ``g``; without it (``None``), each object
+  is propagated at the granularity of its own prompt — there is no "no token" propagation for UnSAMv2.
+* An object initialised from a mask (``add_new_mask``): the mask is taken as the output and its object pointer comes
+  from a decoder pass **without** the granularity token, as in the official code (which calls the frame inference
+  there without ``gra``); the object is then propagated at the granularity given with the mask.
+
+``Sam2BaselineVideoPredictor`` is sam2's stock predictor on the same frame folders, with the two controls the video
+benchmark's SAM-2 baselines need: a single-mask first click and a first-click candidate chosen by the caller.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +38,8 @@ from unsamv2.core.constants import EVAL_MASK_THRESHOLD
 from unsamv2.io.images import list_images, load_image_rgb
 from unsamv2.model.granularity import validate_granularity
 
-__all__ = ["UnSAMv2VideoPredictor", "list_frames", "track_object"]
+__all__ = ["Sam2BaselineVideoPredictor", "UnSAMv2VideoPredictor", "keep_frame_features", "list_frames",
+           "track_object"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +58,89 @@ def list_frames(folder: str | os.PathLike[str]) -> list[Path]:
     return frames
 
 
-class UnSAMv2VideoPredictor(SAM2VideoPredictor):
+def _init_frame_folder_state(
+    predictor: SAM2VideoPredictor,
+    video_path: str | os.PathLike[str],
+    offload_video_to_cpu: bool,
+    offload_state_to_cpu: bool,
+    async_loading_frames: bool,
+) -> dict[str, Any]:
+    """sam2 1.1.0's inference state for a folder of frames of any image format, in natural name order.
+
+    sam2 itself only reads folders of ``<int>.jpg`` files; this reads every image format through
+    :func:`unsamv2.io.images.load_image_rgb` (EXIF orientation, clear errors), preprocesses as sam2's frame loader
+    does, and keeps the frame paths in ``state["frame_paths"]``.
+    """
+    if async_loading_frames:
+        raise ValueError(f"async frame loading is not supported by {type(predictor).__name__}")
+    frame_paths = list_frames(video_path)
+    compute_device = predictor.device
+    first = load_image_rgb(frame_paths[0])
+    height, width = first.shape[:2]
+    size = predictor.image_size
+    images = torch.zeros(len(frame_paths), 3, size, size, dtype=torch.float32)
+    mean = torch.tensor(_IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(_IMAGENET_STD)[:, None, None]
+    for i, path in enumerate(frame_paths):
+        rgb = first if i == 0 else load_image_rgb(path)
+        if rgb.shape[:2] != (height, width):
+            raise ValueError(
+                f"frame {path} is {rgb.shape[1]}×{rgb.shape[0]}, but the first frame is {width}×{height}"
+            )
+        # Same preprocessing as sam2's frame loader: square resize with PIL's default filter, /255, normalise.
+        resized = np.asarray(Image.fromarray(rgb).resize((size, size)), dtype=np.float32)
+        images[i] = (torch.from_numpy(resized / 255.0).permute(2, 0, 1) - mean) / std
+    if not offload_video_to_cpu:
+        images = images.to(compute_device)
+
+    state: dict[str, Any] = {
+        "images": images,
+        "num_frames": len(frame_paths),
+        "offload_video_to_cpu": offload_video_to_cpu,
+        "offload_state_to_cpu": offload_state_to_cpu,
+        "video_height": height,
+        "video_width": width,
+        "device": compute_device,
+        "storage_device": torch.device("cpu") if offload_state_to_cpu else compute_device,
+        "point_inputs_per_obj": {},
+        "mask_inputs_per_obj": {},
+        "cached_features": {},
+        "constants": {},
+        "obj_id_to_idx": OrderedDict(),
+        "obj_idx_to_id": OrderedDict(),
+        "obj_ids": [],
+        "output_dict_per_obj": {},
+        "temp_output_dict_per_obj": {},
+        "frames_tracked_per_obj": {},
+        "frame_paths": frame_paths,
+    }
+    predictor._get_image_feature(state, frame_idx=0, batch_size=1)
+    return state
+
+
+class _FeatureStoreMixin:
+    """Keeps every frame's image features when ``state["feature_store"]`` is a dict (opt-in, see
+    :func:`keep_frame_features`): sam2 caches only the last frame, so each new prompt-and-propagate pass on the
+    same video would encode every frame again. Features are deterministic, so reusing them changes nothing."""
+
+    def _get_image_feature(self, inference_state: dict[str, Any], frame_idx: int, batch_size: int) -> Any:
+        store = inference_state.get("feature_store")
+        if store is not None and frame_idx in store:
+            inference_state["cached_features"] = {frame_idx: store[frame_idx]}
+        result = super()._get_image_feature(inference_state, frame_idx, batch_size)  # type: ignore[misc]
+        if store is not None:
+            store[frame_idx] = inference_state["cached_features"][frame_idx]
+        return result
+
+
+def keep_frame_features(inference_state: dict[str, Any]) -> None:
+    """Keep the image features of every frame in this state from now on, so that passes after ``reset_state`` do
+    not encode the frames again (memory: one backbone output per frame, tens of MB at 1024 px, on the model's
+    device — a few GB for a 100-frame DAVIS sequence)."""
+    inference_state.setdefault("feature_store", {})
+
+
+class UnSAMv2VideoPredictor(_FeatureStoreMixin, SAM2VideoPredictor):
     """``SAM2VideoPredictor`` with a granularity per object. Build it with ``build_unsamv2(..., video=True)``."""
 
     # ------------------------------------------------------------------ state
@@ -58,57 +154,14 @@ class UnSAMv2VideoPredictor(SAM2VideoPredictor):
     ) -> dict[str, Any]:
         """Load a folder of frames (any image format, natural name order) into a fresh inference state.
 
-        sam2 itself only reads folders of ``<int>.jpg`` files; this reads every image format through
-        :func:`unsamv2.io.images.load_image_rgb` (EXIF orientation, clear errors) and keeps the frame paths in
-        ``state["frame_paths"]``. The state layout is sam2 1.1.0's, plus ``granularity_per_obj``.
+        The state layout is sam2 1.1.0's, plus ``frame_paths``, ``granularity_per_obj`` and
+        ``propagation_granularity`` (the ``granularity`` of a running ``propagate_in_video`` call, else None).
         """
-        if async_loading_frames:
-            raise ValueError("async frame loading is not supported by UnSAMv2VideoPredictor")
-        frame_paths = list_frames(video_path)
-        compute_device = self.device
-        first = load_image_rgb(frame_paths[0])
-        height, width = first.shape[:2]
-        images = torch.zeros(len(frame_paths), 3, self.image_size, self.image_size, dtype=torch.float32)
-        mean = torch.tensor(_IMAGENET_MEAN)[:, None, None]
-        std = torch.tensor(_IMAGENET_STD)[:, None, None]
-        for i, path in enumerate(frame_paths):
-            rgb = first if i == 0 else load_image_rgb(path)
-            if rgb.shape[:2] != (height, width):
-                raise ValueError(
-                    f"frame {path} is {rgb.shape[1]}×{rgb.shape[0]}, but the first frame is {width}×{height}"
-                )
-            # Same preprocessing as sam2's frame loader: square resize with PIL's default filter, /255, normalise.
-            resized = np.asarray(
-                Image.fromarray(rgb).resize((self.image_size, self.image_size)), dtype=np.float32
-            )
-            images[i] = (torch.from_numpy(resized / 255.0).permute(2, 0, 1) - mean) / std
-        if not offload_video_to_cpu:
-            images = images.to(compute_device)
-
-        state: dict[str, Any] = {
-            "images": images,
-            "num_frames": len(frame_paths),
-            "offload_video_to_cpu": offload_video_to_cpu,
-            "offload_state_to_cpu": offload_state_to_cpu,
-            "video_height": height,
-            "video_width": width,
-            "device": compute_device,
-            "storage_device": torch.device("cpu") if offload_state_to_cpu else compute_device,
-            "point_inputs_per_obj": {},
-            "mask_inputs_per_obj": {},
-            "cached_features": {},
-            "constants": {},
-            "obj_id_to_idx": OrderedDict(),
-            "obj_idx_to_id": OrderedDict(),
-            "obj_ids": [],
-            "output_dict_per_obj": {},
-            "temp_output_dict_per_obj": {},
-            "frames_tracked_per_obj": {},
-            # ours: granularity per client-side object id (ids survive sam2's re-indexing in remove_object)
-            "granularity_per_obj": {},
-            "frame_paths": frame_paths,
-        }
-        self._get_image_feature(state, frame_idx=0, batch_size=1)
+        state = _init_frame_folder_state(self, video_path, offload_video_to_cpu, offload_state_to_cpu,
+                                         async_loading_frames)
+        # granularity per client-side object id (ids survive sam2's re-indexing in remove_object)
+        state["granularity_per_obj"] = {}
+        state["propagation_granularity"] = None
         return state
 
     # ------------------------------------------------------------------ prompts
@@ -153,10 +206,41 @@ class UnSAMv2VideoPredictor(SAM2VideoPredictor):
         *,
         granularity: float,
     ) -> tuple[int, list[int], torch.Tensor]:
-        """sam2's ``add_new_mask`` plus the object's granularity for the frames tracked from it."""
+        """sam2's ``add_new_mask`` plus the granularity the object is propagated at.
+
+        As in the official predictor, the mask frame itself involves no granularity: the mask is the output and the
+        object pointer comes from a decoder pass without the granularity token.
+        """
         self._check_frame(inference_state, frame_idx)
         inference_state["granularity_per_obj"][obj_id] = validate_granularity(granularity)
         return super().add_new_mask(inference_state, frame_idx, obj_id, mask)
+
+    @torch.inference_mode()
+    def propagate_in_video(
+        self,
+        inference_state: dict[str, Any],
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+        granularity: float | None = None,
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """sam2's ``propagate_in_video``; yields ``(frame_idx, obj_ids, mask logits [num_objects, 1, H, W])``.
+
+        ``granularity``: decode every object on the frames this call propagates at this g — the official
+        ``propagate_in_video(state, gra=g)`` semantics, which may differ from the g of the clicks (the clicked
+        frames keep their masks). ``None``: each object at the granularity of its own prompt.
+        """
+        g = None if granularity is None else validate_granularity(granularity)
+        inference_state["propagation_granularity"] = g
+        try:
+            yield from super().propagate_in_video(
+                inference_state,
+                start_frame_idx=start_frame_idx,
+                max_frame_num_to_track=max_frame_num_to_track,
+                reverse=reverse,
+            )
+        finally:
+            inference_state["propagation_granularity"] = None
 
     def object_granularity(self, inference_state: dict[str, Any], obj_id: int) -> float:
         """The granularity an object is tracked at."""
@@ -189,9 +273,14 @@ class UnSAMv2VideoPredictor(SAM2VideoPredictor):
     ) -> tuple[dict[str, Any], torch.Tensor]:
         # sam2 runs every object separately (batch_size=1) and passes that object's slice of the state as
         # `output_dict`; identify the object from it and decode with its granularity token.
-        obj_id = self._obj_id_for_output_dict(inference_state, output_dict)
-        g = self.object_granularity(inference_state, obj_id)
-        with self.sam_prompt_encoder.use_granularity(torch.tensor([g])):
+        g: float | None
+        if mask_inputs is not None:
+            g = None  # official: a mask prompt's frame (and its object pointer) is computed without `gra`
+        elif point_inputs is None and inference_state.get("propagation_granularity") is not None:
+            g = inference_state["propagation_granularity"]  # a propagated frame of a call given one g
+        else:
+            g = self.object_granularity(inference_state, self._obj_id_for_output_dict(inference_state, output_dict))
+        with self.sam_prompt_encoder.use_granularity(None if g is None else torch.tensor([g])):
             return super()._run_single_frame_inference(
                 inference_state,
                 output_dict,
@@ -211,6 +300,76 @@ class UnSAMv2VideoPredictor(SAM2VideoPredictor):
             if per_obj is output_dict:
                 return inference_state["obj_idx_to_id"][obj_idx]
         raise RuntimeError("UnSAMv2VideoPredictor: frame inference on an output dict of no known object")
+
+
+class Sam2BaselineVideoPredictor(_FeatureStoreMixin, SAM2VideoPredictor):
+    """Stock SAM-2 video predictor on frame folders of any format, for the video benchmark's baselines.
+
+    Build it with :func:`unsamv2.model.build.build_sam2_video_model`. Two controls of the first click:
+
+    * ``single_mask_clicks = True``: a clicked frame is decoded with single-mask output (SAM's token 0) instead of
+      the best of 3 by predicted IoU; propagated frames keep sam2's own behaviour.
+    * :meth:`add_new_points_choosing`: the 3 candidates of a single click are handed to a caller's function, which
+      picks one (e.g. the best against the ground truth); the object is then tracked from that candidate, with
+      its mask and its object pointer, exactly as if SAM-2 had predicted it the highest IoU.
+    """
+
+    single_mask_clicks: bool = False
+
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video_path: str | os.PathLike[str],
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+    ) -> dict[str, Any]:
+        """sam2's state for a folder of frames of any image format (natural name order), plus ``frame_paths``."""
+        return _init_frame_folder_state(self, video_path, offload_video_to_cpu, offload_state_to_cpu,
+                                        async_loading_frames)
+
+    def _use_multimask(self, is_init_cond_frame: bool, point_inputs: dict[str, torch.Tensor] | None) -> bool:
+        if self.single_mask_clicks and point_inputs is not None:
+            return False
+        return super()._use_multimask(is_init_cond_frame, point_inputs)
+
+    @torch.inference_mode()
+    def add_new_points_choosing(
+        self,
+        inference_state: dict[str, Any],
+        frame_idx: int,
+        obj_id: int,
+        points: np.ndarray,
+        labels: np.ndarray,
+        choose: Callable[[np.ndarray], int],
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """``add_new_points_or_box`` where ``choose(logits)`` picks the candidate; ``logits`` is (3, H, W) at the
+        video resolution (what the output of each candidate would be). The clicks must make SAM-2 answer with 3
+        candidates (sam2.1: one click on a new object)."""
+        height, width = inference_state["video_height"], inference_state["video_width"]
+        chosen: list[int] = []
+
+        def pick(module: torch.nn.Module, args: tuple, output: tuple) -> tuple:
+            low_res, ious, tokens, object_scores = output
+            if low_res.shape[1] < 2:
+                return output
+            video_res = torch.nn.functional.interpolate(low_res.float(), size=(height, width), mode="bilinear",
+                                                        align_corners=False)
+            index = int(choose(video_res[0].cpu().numpy()))
+            chosen.append(index)
+            forced = torch.full_like(ious, -1.0)
+            forced[:, index] = 1.0  # sam2 keeps the candidate of the highest predicted IoU
+            return low_res, forced, tokens, object_scores
+
+        handle = self.sam_mask_decoder.register_forward_hook(pick)
+        try:
+            result = self.add_new_points_or_box(inference_state, frame_idx, obj_id, points=points, labels=labels)
+        finally:
+            handle.remove()
+        if not chosen:
+            raise ValueError("these clicks do not make SAM-2 answer with 3 candidates (use a single click on a new "
+                             "object)")
+        return result
 
 
 def track_object(
