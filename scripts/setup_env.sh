@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv: torch, sam2 without its optional CUDA
-# extension, and this package with its test extras. Safe to rerun: it does nothing when .venv is up to date.
+# extension, and this package with its test extras and the web app's (Gradio). Safe to rerun: it does nothing
+# when .venv is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,6 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install "torch>=2.5.1" "torchvision>=0.20.1"
 # SAM2_BUILD_CUDA=0: sam2's CUDA extension only fills small holes in masks; without it sam2 installs anywhere.
 SAM2_BUILD_CUDA=0 "${pip[@]}" install --no-build-isolation "sam2==1.1.0"
-"${pip[@]}" install -e ".[dev]"
+# slurm: the executor plugin of the README's cluster steps and the SLURM tests (`--executor slurm`).
+"${pip[@]}" install -e ".[dev,app,slurm]"
 echo "$want" > "$stamp"

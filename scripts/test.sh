@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 source "${UNSAMV2_VENV:-.venv}/bin/activate"
 if [ "$#" -eq 0 ]; then
-  set -- -m "not slow and not slurm"
+  set -- -m "not slow and not slurm and not faults"
 fi
 exec python -m pytest "$@"

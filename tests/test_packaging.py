@@ -23,7 +23,8 @@ def test_environment_yml_matches_pyproject_dependencies() -> None:
     assert {_name(r) for r in env_reqs} >= {"torch", "sam2", "snakemake", "pycocotools", "opencv-python-headless"}
     assert "python=3.11" in env["dependencies"]
     assert project["requires-python"] == ">=3.11"
-    assert "-e .[dev]" in pip_section
+    # The same extras as scripts/setup_env.sh: tests, the web app, the SLURM executor plugin.
+    assert "-e .[dev,app,slurm]" in pip_section
 
 
 def test_console_script_points_at_the_cli() -> None:

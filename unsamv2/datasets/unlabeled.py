@@ -61,6 +61,10 @@ def select_images(folder: Path, max_images: int, id_list: Path | None = None) ->
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist (config key images.folder)")
     available = {p.stem: p for p in list_images(folder)}
+    if not available:
+        # An empty list would only fail later, in a job with nothing to do; say it where the folder is named.
+        raise FileNotFoundError(f"image folder {folder} holds no images (jpg, jpeg, png, bmp, tif, tiff or webp; "
+                                f"config key images.folder)")
     if id_list is not None:
         ids = read_id_list(Path(id_list))
         missing = [i for i in ids if i not in available]

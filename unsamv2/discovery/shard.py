@@ -29,6 +29,7 @@ from unsamv2.discovery.pipeline import (
     to_sa1b_json,
 )
 from unsamv2.io.atomic import atomic_write_json, atomic_write_text
+from unsamv2.io.disk_space import DISCOVERY_BYTES_PER_IMAGE, ensure_free_space
 from unsamv2.io.images import load_image_rgb
 from unsamv2.io.pseudo_labels import annotation_count
 
@@ -121,8 +122,10 @@ def run_shard(
     from unsamv2.discovery.refine import build_refiner
 
     items = shard_slice(read_image_list(image_list), shard, shard_size)
+    ensure_free_space(out_dir, DISCOVERY_BYTES_PER_IMAGE * len(items),
+                      f"discovery shard {shard} ({len(items)} images)")
     backbone = build_backbone(backbone_name, weights=weights, device=cfg.device)
-    refiner = build_refiner(cfg.refine, device=cfg.device)
+    refiner = build_refiner(cfg.refine, device=cfg.device, crf=cfg.crf_params())
     results = discover_shard(items, out_dir, cfg, backbone, refiner=refiner, progress=progress)
     write_manifest(manifest, results)
     return results

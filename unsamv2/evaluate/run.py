@@ -148,7 +148,9 @@ def evaluate_interactive_to_dir(
         write_summary_csv,
     )
     from unsamv2.io.atomic import atomic_write_json
+    from unsamv2.io.disk_space import EVALUATION_BYTES, ensure_free_space
 
+    ensure_free_space(out_dir, EVALUATION_BYTES, f"the evaluation of {model_kind} on {dataset}")
     spec = get_dataset(dataset)
     parsed_modes = modes_for_model(model_kind, modes)
     target = spec.target_iou if target_iou is None else float(target_iou)

@@ -28,6 +28,7 @@ from torch import nn
 
 from unsamv2.core.constants import GRANULARITY_PARAM_PREFIXES
 from unsamv2.io.atomic import atomic_output
+from unsamv2.io.disk_space import ensure_free_space, tensor_bytes
 from unsamv2.model.lora import has_unmerged_lora
 
 __all__ = [
@@ -77,6 +78,16 @@ def _listing(keys: list[str]) -> str:
     return f"({len(keys)}): {shown}{more}"
 
 
+def _model_size(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The SAM-2.1 size whose Hiera trunk shapes ``state`` has, or None if it matches none."""
+    from unsamv2.model.build import detect_model_size
+
+    try:
+        return detect_model_size(state)
+    except ValueError:
+        return None
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read the ``"model"`` state dict of a ``.pt`` checkpoint (CPU, ``weights_only=True``)."""
     path = Path(path)
@@ -85,7 +96,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / non-torch files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        # torch's own text runs over many lines (weights_only advice); one line is what the user needs.
+        # For a weights_only refusal, the line naming what it refused ("Unsupported operand/global …") says most.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")[:160]
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a truncated or "
+                              f"corrupt one ({type(exc).__name__}: {first})") from exc
     if not isinstance(obj, Mapping) or "model" not in obj:
         found = sorted(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
@@ -171,7 +187,13 @@ def load_state_dict_into_model(
             parts.append(f"missing keys {_listing(bad_missing)}")
         if shape_errors:
             parts.append(f"shape mismatches {_listing(shape_errors)}")
-        parts.append("(wrong model size? the size is detected from the checkpoint unless given explicitly)")
+        held, built = _model_size(state), _model_size(model_state)
+        if held is not None and built is not None and held != built:
+            # The key listing that follows is long; say first what is almost always the cause.
+            parts.insert(0, f"{source} holds SAM-2.1 {held}, but a {built} model was requested (drop "
+                            f"--model-size: the size is read from the checkpoint)")
+        else:
+            parts.append("(wrong model size? the size is detected from the checkpoint unless given explicitly)")
         raise CheckpointError("; ".join(parts))
 
     result = model.load_state_dict(state, strict=False)
@@ -198,6 +220,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """
     dest = Path(path)
     payload = {"model": official_state_dict(model)}
+    ensure_free_space(dest.parent, tensor_bytes(payload), f"checkpoint {dest.name}")
     with atomic_output(dest) as tmp:
         torch.save(payload, tmp)
     return dest

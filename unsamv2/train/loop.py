@@ -7,10 +7,10 @@ One optimiser step, per process:
 2. the frozen image encoder's FPN features, computed or read from the embedding cache (:mod:`.embedding_cache`);
 3. the prompt steps of :class:`.segmenter.MultiStepSegmenter`: a first click, then ``correction_clicks``
    correction clicks on the error of the current prediction, the previous logits fed back;
-4. focal ×20 + dice + IoU-L1 + object-score BCE summed over the steps and normalised by the number of objects
+4. focal + dice + IoU-L1 + object-score BCE (weights ``train.loss_weight_*``) summed over the steps and normalised by the number of objects
    (:mod:`.losses`), gradients averaged over the processes (:mod:`.distributed`);
 5. AdamW on the trainable parameters only (:mod:`.trainable`, asserted before the first step), cosine learning
-   rate per step (:mod:`.schedule`).
+   rate per step after an optional linear warm-up (:mod:`.schedule`).
 
 Determinism: the data order of an epoch, the masks drawn for an item and the clicks made on it are pure functions
 of ``(seed, epoch, item index)``; the only stateful randomness is torch's global generator (dropout), which is
@@ -95,7 +95,10 @@ def _collate_with_index(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _batch_iterator(dataset: Dataset, batches: list[list[int]], num_workers: int) -> Iterator[dict[str, Any]]:
     if not batches:
         return iter(())
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate_with_index, num_workers=num_workers)
+    # A private generator for the loader's base seed: drawn from the global RNG it would shift the dropout masks
+    # of a run resumed mid-epoch (its RNG state is restored before this draw, an uninterrupted run's after it).
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate_with_index, num_workers=num_workers,
+                        generator=torch.Generator())
     return iter(loader)
 
 
@@ -150,8 +153,9 @@ def train(
         segmenter = MultiStepSegmenter(model, granularity=config.uses_granularity,
                                        multimask_first_step=config.multimask_first_step,
                                        correction_clicks=config.correction_clicks,
-                                       correction_sampler=config.correction_sampler)
-        loss_fn = MultiStepLoss()
+                                       correction_sampler=config.correction_sampler,
+                                       object_score_gate=config.object_score_gate)
+        loss_fn = MultiStepLoss(weights=config.loss_weights)
 
         dataset = PseudoLabelDataset(pseudo_labels, images, image_size=config.image_size, max_masks=config.max_masks,
                                      augment=config.augment, multiplier=config.multiplier, seed=config.seed,
@@ -166,7 +170,7 @@ def train(
         # foreach: one vectorised update over all parameter tensors; the per-tensor loop cost ~20 % of a demo step.
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, CosineFactor(total_steps, config.lr, config.min_lr))
+            optimizer, CosineFactor(total_steps, config.lr, config.min_lr, config.warmup_steps))
 
         step = 0
         resumed_from: int | None = None

@@ -26,19 +26,24 @@ class LossLog:
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
-        if resume_step is None or not path.is_file():
-            with path.open("w", newline="") as fh:
-                csv.writer(fh).writerow(LOSS_CSV_COLUMNS)
-        else:
+        # Every row also goes to a hidden journal beside it: Snakemake deletes the outputs of a killed job
+        # (losses.csv among them) before it reruns the job, and the resumed run must not lose the earlier steps.
+        self.journal = path.with_name(f".{path.name}.journal")
+        source = next((p for p in (path, self.journal) if p.is_file()), None) if resume_step is not None else None
+        rows: list[dict[str, str]] = []
+        if source is not None:
             # A killed run may have logged steps after its last saved state; they will be recomputed.
-            with path.open(newline="") as fh:
+            with source.open(newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-            with atomic_output(path) as tmp, tmp.open("w", newline="") as fh:
+        for dest in (path, self.journal):
+            with atomic_output(dest) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=LOSS_CSV_COLUMNS)
                 writer.writeheader()
                 writer.writerows(rows)
         self._fh = path.open("a", newline="")
         self._writer = csv.writer(self._fh)
+        self._journal_fh = self.journal.open("a", newline="")
+        self._journal_writer = csv.writer(self._journal_fh)
         self._tb: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -48,14 +53,18 @@ class LossLog:
             self._tb = None
 
     def write(self, row: Mapping[str, float]) -> None:
-        self._writer.writerow([row[c] for c in LOSS_CSV_COLUMNS])
+        values = [row[c] for c in LOSS_CSV_COLUMNS]
+        self._writer.writerow(values)
         self._fh.flush()
+        self._journal_writer.writerow(values)
+        self._journal_fh.flush()
         if self._tb is not None:
             for key in ("loss", *LOSS_KEYS, "lr"):
                 self._tb.add_scalar(f"train/{key}", row[key], int(row["step"]))
 
     def close(self) -> None:
         self._fh.close()
+        self._journal_fh.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from unsamv2.io.atomic import atomic_output
+from unsamv2.io.disk_space import ensure_free_space, tensor_bytes
 from unsamv2.train.config import TrainConfig
 from unsamv2.train.distributed import DistContext
 
@@ -79,6 +80,7 @@ def write_state(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimize
         "config": config.to_dict(),
         "frozen_digest": frozen_digest,
     }
+    ensure_free_space(out_dir, tensor_bytes(state), "the resumable training state train_state.pt")
     with atomic_output(out_dir / "train_state.pt") as tmp:
         torch.save(state, tmp)
     save_checkpoint(model, out_dir / "last.pt")
