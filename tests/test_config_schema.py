@@ -21,11 +21,14 @@ from unsamv2.discovery.config import (
     DiscoveryConfig,
 )
 from unsamv2.evaluate.config import EVALUATED_MODELS, EvaluationConfig
+from unsamv2.evaluate.video_config import VideoConfig
+from unsamv2.evaluate.whole_image_config import POSTPROCESSORS, WHOLE_IMAGE_IMAGE_IDS, WholeImageConfig
 from unsamv2.train.config import CORRECTION_METHODS, TRAINABLE_MODES, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-SECTIONS = {"discovery": DiscoveryConfig, "train": TrainConfig, "evaluation": EvaluationConfig}
+SECTIONS = {"discovery": DiscoveryConfig, "train": TrainConfig, "evaluation": EvaluationConfig,
+            "whole_image": WholeImageConfig, "video": VideoConfig}
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -52,6 +55,8 @@ def test_schema_keys_and_defaults_are_the_dataclass_fields(section: str) -> None
     (("discovery", "relation"), RELATIONS),
     (("discovery", "refine"), REFINERS),
     (("granularity", "formula"), GRANULARITY_FORMULAS),
+    (("whole_image", "postprocess"), POSTPROCESSORS),
+    (("whole_image", "image_ids"), WHOLE_IMAGE_IMAGE_IDS),
 ])
 def test_schema_enums_are_the_package_constants(path: tuple[str, str], values: tuple[str, ...]) -> None:
     section, key = path
@@ -76,6 +81,7 @@ def test_shipped_configs_build_every_dataclass(name: str) -> None:
     DiscoveryConfig.from_dict(cfg["discovery"])
     TrainConfig.from_dict({**(cfg.get("train") or {}), "base_checkpoint": None})
     EvaluationConfig.from_dict(cfg.get("evaluation") or {})
+    VideoConfig.from_dict(cfg.get("video") or {})
 
 
 def test_sentinels_resolve_in_the_package() -> None:
@@ -131,3 +137,9 @@ def test_workflow_dag_does_not_import_torch(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_video_schema_lists_the_video_datasets_and_models() -> None:
+    props = SCHEMA["properties"]["video"]["properties"]
+    assert props["datasets"]["items"]["enum"] == dataset_names("video")
+    assert props["models"]["items"]["enum"] == list(EVALUATED_MODELS)

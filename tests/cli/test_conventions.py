@@ -32,6 +32,11 @@ def test_every_stage_registers_its_commands() -> None:
         "train",
         "evaluate-interactive", "average-interactive", "plot-interactive",
         "segment", "segment-all", "track", "random-checkpoint",
+        "app",
+        "synthetic-video", "evaluate-video",
+        "prepare-whole-image", "whole-image-shard", "score-whole-image", "evaluate-whole-image",
+        "average-whole-image",
+        "report-tables", "report-strips", "report-whole-image",
     }
 
 
@@ -43,7 +48,8 @@ def test_flag_conventions(command: str) -> None:
                "--folder", "--dest"}
     assert not flags & retired, f"{command}: {sorted(flags & retired)}"
     assert "--quiet" in flags and "--threads" in flags
-    assert flags & {"--out", "--out-dir"}, f"{command} has no output flag"
+    # `app` serves a page; what it writes lives in a temporary folder, removed when it stops.
+    assert flags & {"--out", "--out-dir"} or command == "app", f"{command} has no output flag"
     positionals = [a.dest for a in COMMANDS[command]._actions if not a.option_strings and a.dest != "help"]
     assert not {"out", "out_dir", "dest", "dest_dir"} & set(positionals), f"{command}: output as positional"
 
@@ -51,10 +57,13 @@ def test_flag_conventions(command: str) -> None:
 def test_the_same_folder_has_the_same_flag() -> None:
     uses = {c: _flags(p) for c, p in COMMANDS.items()}
     assert {c for c, f in uses.items() if "--pseudo-labels" in f} == {"train", "report-pseudo-labels",
-                                                                      "pseudo-label-recall"}
-    assert {c for c, f in uses.items() if "--image-list" in f} == {"discover", "report-pseudo-labels"}
+                                                                      "pseudo-label-recall", "report-strips"}
+    assert {c for c, f in uses.items() if "--image-list" in f} == {
+        "discover", "report-pseudo-labels", "report-tables", "report-strips", "report-whole-image"}
     assert {c for c, f in uses.items() if "--model-size" in f} == {
-        "download-sam2", "evaluate-interactive", "segment", "segment-all", "track", "random-checkpoint"}
+        "download-sam2", "evaluate-interactive", "segment", "segment-all", "track", "random-checkpoint",
+        "app", "evaluate-video", "whole-image-shard", "score-whole-image", "evaluate-whole-image",
+        "report-strips", "report-whole-image"}
 
 
 def test_building_the_parser_imports_no_torch() -> None:

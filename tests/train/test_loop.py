@@ -92,3 +92,22 @@ def test_two_cpu_runs_of_one_seed_end_with_identical_weights(scenes: Path, tmp_p
     assert not torch.are_deterministic_algorithms_enabled()
     a, b = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loss_weight_settings_reach_the_logged_loss(scenes: Path, tmp_path: Path,
+                                                    tiny_settings: dict[str, Any]) -> None:
+    """One step with focal × 20 and one with focal × 1 (same seed: same forward before the first update): the
+    unweighted terms are equal and the totals differ by exactly 19 × focal; each total is Σ weight × term."""
+    rows = {}
+    for focal, iou in ((20.0, 1.0), (1.0, 0.5)):
+        cfg = TrainConfig(**{**tiny_settings, "max_steps": 1, "loss_weight_focal": focal, "loss_weight_iou": iou})
+        train(cfg, scenes / "annotations", scenes / "images", tmp_path / f"f{focal}", progress=False)
+        with (tmp_path / f"f{focal}" / "losses.csv").open() as fh:
+            rows[focal] = {k: float(v) for k, v in next(csv.DictReader(fh)).items()}
+    paper, demo = rows[20.0], rows[1.0]
+    for key in ("loss_mask", "loss_dice", "loss_iou", "loss_class"):
+        assert demo[key] == pytest.approx(paper[key], rel=1e-5)
+    assert paper["loss"] == pytest.approx(20 * paper["loss_mask"] + paper["loss_dice"] + paper["loss_iou"]
+                                          + paper["loss_class"], rel=1e-5)
+    assert paper["loss"] - demo["loss"] == pytest.approx(19 * paper["loss_mask"] + 0.5 * paper["loss_iou"],
+                                                         rel=1e-4)

@@ -20,8 +20,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from unsamv2.cli import data, discover, evaluate, model, train
+from unsamv2.cli import app, data, discover, evaluate, model, report, train, video
 from unsamv2.download import DownloadError
+from unsamv2.io.disk_space import InsufficientDiskSpace
 
 __all__ = ["USER_ERRORS", "build_parser", "main"]
 
@@ -31,9 +32,10 @@ log = logging.getLogger("unsamv2")
 #: (ValueError, which includes unreadable images and mismatching checkpoints), files that are missing or
 #: unreadable (user-supplied files included), and downloads that failed or did not verify.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
-                                                IsADirectoryError, PermissionError, DownloadError)
+                                                IsADirectoryError, PermissionError, DownloadError,
+                                                InsufficientDiskSpace)
 
-_STAGES = (data, discover, train, evaluate, model)
+_STAGES = (data, discover, train, evaluate, model, report, app, video)
 
 
 def _common_options() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ __all__ = [
     "GRANULARITY_PARAM_PREFIXES",
     "MULTIMASK_MASK_THRESHOLD",
     "SAM2_SIZES",
+    "SAM2_VIDEO_MASK_THRESHOLD",
     "is_granularity_parameter",
     "is_lora_parameter",
 ]
@@ -24,6 +25,8 @@ EVAL_MASK_THRESHOLD = -1.0
 #: Logit threshold of SAM's three multimask candidates in the evaluation's best-of-3 oracle (official UnSAMv2 /
 #: GraCo evaluation scripts: the SAM ``--oracle`` path binarises them at 0, not at the evaluation threshold).
 MULTIMASK_MASK_THRESHOLD = 0.0
+#: Logit threshold of stock SAM-2's video masks (sam2's ``vos_inference.py`` and video notebook: ``> 0``).
+SAM2_VIDEO_MASK_THRESHOLD = 0.0
 
 GRANULARITY_MIN = 0.1
 GRANULARITY_MAX = 1.0

@@ -218,9 +218,13 @@ def plot_miou_curves(
     clicks = np.arange(1, max_clicks + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
-        for label, sequences in curves.items():
+        # Line style and marker differ per curve as well as colour, so the plot survives greyscale printing.
+        styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "x")]
+        for i, (label, sequences) in enumerate(curves.items()):
             if sequences:
-                ax.plot(clicks, mean_iou_curve(sequences, max_clicks), marker="o", markersize=3, label=label)
+                linestyle, marker = styles[i % len(styles)]
+                ax.plot(clicks, mean_iou_curve(sequences, max_clicks), linestyle=linestyle, marker=marker,
+                        markersize=4, label=label)
         ax.set_xlabel("number of clicks")
         ax.set_ylabel("mean IoU")
         ax.set_xlim(1, max_clicks)

@@ -139,7 +139,7 @@ def segment_all_to_file(
     returns the number of masks."""
     from unsamv2.io.masks import decode_rle
     from unsamv2.model.automatic import UnSAMv2AutomaticMaskGenerator
-    from unsamv2.model.figures import save_rgb_png
+    from unsamv2.model.figures import overlay_masks, save_rgb_png
 
     image = load_image_rgb(image_path)
     gs = list(GRANULARITY_GRID) if granularities is None else list(granularities)
@@ -161,13 +161,7 @@ def segment_all_to_file(
         "annotations": records,
     })
     if overlay is not None:
-        rng = np.random.default_rng(0)
-        canvas = image.astype(np.float32)
-        # Largest first so that small masks stay visible on top.
-        for rec in sorted(records, key=lambda r: -r["area"]):
-            m = decode_rle(rec["segmentation"])
-            canvas[m] = 0.45 * canvas[m] + 0.55 * rng.integers(0, 256, size=3)
-        save_rgb_png(overlay, canvas.round().clip(0, 255).astype(np.uint8))
+        save_rgb_png(overlay, overlay_masks(image, [decode_rle(rec["segmentation"]) for rec in records]))
     return len(records)
 
 

@@ -8,6 +8,9 @@ from snakemake.utils import validate
 
 from unsamv2.discovery.config import DiscoveryConfig
 from unsamv2.evaluate.config import EvaluationConfig
+from unsamv2.evaluate.video_config import VideoConfig
+from unsamv2.datasets.whole_image import get_whole_image_benchmark
+from unsamv2.evaluate.whole_image_config import WholeImageConfig
 from unsamv2.train.config import TrainConfig
 
 
@@ -18,6 +21,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 DISCOVERY = DiscoveryConfig.from_dict(config["discovery"])
 TRAIN = TrainConfig.from_dict(config["train"]).resolve_base_checkpoint()
 EVALUATION = EvaluationConfig.from_dict(config["evaluation"])
+WHOLE_IMAGE = WholeImageConfig.from_dict(config["whole_image"])
+VIDEO = VideoConfig.from_dict(config["video"])
 
 RUN = config["run"]
 STAGES = config["stages"]
@@ -99,6 +104,16 @@ def final_outputs():
     if "evaluate" in STAGES:
         targets += evaluation_summaries()
         targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in EVALUATION.tables_to_build()]
+        targets += whole_image_targets()  # rules/evaluate_whole_image.smk
+        targets += video_targets()
+        targets += list(report_table_outputs().values())
+        targets += [f"{RESULTS}/report/figures/iou_vs_clicks_{dataset}.png" for dataset in EVALUATION.datasets]
+        if "synthetic" in EVALUATION.datasets:
+            targets.append(f"{RESULTS}/evaluation/interactive/per_level/synthetic.csv")  # rule interactive_levels
+        if makes_granularity_strips():
+            targets.append(f"{RESULTS}/report/figures/granularity_strips.png")
+        if reports_whole_image() and "unsamv2" in WHOLE_IMAGE.models and trains_on_listed_images():
+            targets.append(f"{RESULTS}/report/figures/whole_image_masks.png")
     return targets
 
 
@@ -160,3 +175,189 @@ def table_summaries(wildcards):
         for model in EVALUATION.models
         for dataset in EVALUATION.tables_to_build()[wildcards.table]
     ]
+
+
+# ----------------------------------------------------------------------------------------- video (evaluate_video.smk)
+
+
+def video_options(wildcards):
+    """Model size, label, modes, loader options and limit of one (model, video dataset) job as CLI options."""
+    args = [
+        f"--model-size {EVALUATION.model_size(wildcards.model, TRAIN.model_size)}",
+        f"--model-label {EVALUATION.label(wildcards.model)}",
+        *(f"--mode {mode}" for mode in VIDEO.modes(wildcards.model)),
+    ]
+    for key, value in VIDEO.options_for(wildcards.vdataset).items():
+        args.append(f"--dataset-option {key}={json.dumps(value)}")
+    if VIDEO.limit is not None:
+        args.append(f"--limit {VIDEO.limit}")
+    return " ".join(args)
+
+
+def video_targets():
+    return [
+        f"{RESULTS}/evaluation/video/{model}/{dataset}/{name}"
+        for model in VIDEO.models
+        for dataset in VIDEO.datasets
+        for name in ("summary.csv", "figure.png")
+    ]
+
+
+# ----------------------------------------------------------------------------------------- report
+
+
+def git_commit():
+    """The commit of this checkout (the report says which code produced the numbers)."""
+    import subprocess
+
+    proc = subprocess.run(["git", "-C", workflow.basedir, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown (not a git checkout)"
+
+
+def report_run_info():
+    """What produced this run's numbers, as `unsamv2 report-tables --run-info` JSON (quoted for the shell)."""
+    import shlex
+
+    from unsamv2.report.paper_comparison import RunInfo, config_hash
+
+    checkpoints = {model: EVALUATION.checkpoint(model, RESULTS) for model in EVALUATION.models}
+    trained = {f"{RESULTS}/train/final.pt", f"{RESULTS}/train_baseline/final.pt"}
+    evaluates_training = any(path in trained for path in checkpoints.values())
+    info = RunInfo(
+        run=RUN,
+        config_hash=config_hash(config),
+        git_commit=git_commit(),
+        stages=list(STAGES),
+        models=list(EVALUATION.models),
+        modes={model: list(EVALUATION.modes(model)) for model in EVALUATION.models},
+        checkpoints=checkpoints,
+        interactive_datasets=list(EVALUATION.datasets),
+        interactive_tables={name: list(ds) for name, ds in EVALUATION.tables_to_build().items()},
+        backbone=config["backbone"]["name"],
+        model_size=TRAIN.model_size,
+        n_train_images=None,
+        random_init=evaluates_training and TRAIN.base_checkpoint is None,
+        synthetic=evaluates_training and config["images"]["source"] == "synthetic",
+        whole_image_datasets=list(WHOLE_IMAGE.datasets),
+        whole_image_models=list(WHOLE_IMAGE.models),
+        video_datasets=list(VIDEO.datasets),
+        video_models=list(VIDEO.models),
+    )
+    return shlex.quote(info.to_json())
+
+
+def report_table_outputs():
+    return {
+        "comparison": f"{RESULTS}/report/paper_comparison.csv",
+        "tables": f"{RESULTS}/report/tables.md",
+        "tables_html": f"{RESULTS}/report/tables.html",
+        "first_click": f"{RESULTS}/report/figures/first_click_iou.png",
+        **({"ar1000": f"{RESULTS}/report/figures/ar1000_vs_paper.png"} if reports_whole_image() else {}),
+    }
+
+
+def report_table_inputs(wildcards):
+    inputs = evaluation_summaries()
+    inputs += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in EVALUATION.tables_to_build()]
+    inputs += whole_image_targets() + video_targets()
+    return inputs
+
+
+def reports_whole_image():
+    """The AR@1000 figure beside the paper's bars, when the run evaluates any whole-image benchmark."""
+    return bool(WHOLE_IMAGE.datasets and WHOLE_IMAGE.models)
+
+
+def trains_on_listed_images():
+    return "discover" in STAGES or "train" in STAGES
+
+
+def makes_granularity_strips():
+    """Strips of the run's UnSAMv2 on its own images, clicked inside a discovered instance."""
+    return "discover" in STAGES and "unsamv2" in EVALUATION.models
+
+
+def per_object_csvs(wildcards):
+    return [
+        f"{RESULTS}/evaluation/interactive/{model}/{wildcards.dataset}/per_object.csv"
+        for model in EVALUATION.models
+    ]
+
+
+# ----------------------------------------------------------------------------------------- whole-image evaluation
+
+
+WHOLE_IMAGE_OUT = f"{RESULTS}/evaluation/whole_image"
+
+
+def whole_image_n_images(dataset):
+    """Images the shard plan is made for (the score job checks that gt.json has exactly these)."""
+    if dataset == "synthetic":
+        n = SYNTHETIC["eval_images"]
+    elif dataset == "sa1b":
+        n = WHOLE_IMAGE.options_for("sa1b").get("num_images", get_whole_image_benchmark("sa1b").n_images)
+    else:
+        n = get_whole_image_benchmark(dataset).n_images
+    return n if WHOLE_IMAGE.limit is None else min(n, WHOLE_IMAGE.limit)
+
+
+def whole_image_prepare_inputs(wildcards):
+    if wildcards.dataset == "synthetic":
+        return ["resources/datasets/synthetic/.prepared"]
+    if wildcards.dataset == "sa1b":
+        inputs = [f"resources/sa1b/tars/{WHOLE_IMAGE.sa1b_tar}"]
+        if config["images"]["source"] == "sa1b":
+            inputs.append(f"{RESULTS}/images.txt")  # the held-out ids exclude this run's training images
+        return inputs
+    return []
+
+
+def whole_image_prepare_options(wildcards):
+    options = dict(WHOLE_IMAGE.options_for(wildcards.dataset))
+    args = []
+    if wildcards.dataset == "synthetic":
+        options["source"] = "resources/datasets/synthetic"
+    if wildcards.dataset == "sa1b":
+        args.append(f"--sa1b-tar resources/sa1b/tars/{WHOLE_IMAGE.sa1b_tar}")
+        if config["images"]["source"] == "sa1b":
+            options["exclude_image_list"] = f"{RESULTS}/images.txt"
+    args += [f"--dataset-option {key}={json.dumps(value)}" for key, value in options.items()]
+    return " ".join(args)
+
+
+def whole_image_model_options(wildcards):
+    return (
+        f"--model {wildcards.model} --model-size {EVALUATION.model_size(wildcards.model, TRAIN.model_size)} "
+        f"--image-size {EVALUATION.image_size} --device {EVALUATION.device}"
+    )
+
+
+def whole_image_manifests(wildcards):
+    n = WHOLE_IMAGE.n_shards(whole_image_n_images(wildcards.dataset))
+    return [
+        f"{WHOLE_IMAGE_OUT}/{wildcards.model}/{wildcards.dataset}/shards/manifest_{shard}.json"
+        for shard in range(n)
+    ]
+
+
+def whole_image_summaries(wildcards=None):
+    return [
+        f"{WHOLE_IMAGE_OUT}/{model}/{dataset}/summary.csv"
+        for model in WHOLE_IMAGE.models
+        for dataset in WHOLE_IMAGE.datasets
+    ]
+
+
+def whole_image_targets():
+    """What `evaluate` builds for Table 3: every (model, benchmark) summary and, when all of its benchmarks are
+    evaluated, table3.csv."""
+    targets = whole_image_summaries()
+    if WHOLE_IMAGE.builds_table() and WHOLE_IMAGE.models:
+        targets.append(f"{WHOLE_IMAGE_OUT}/table3.csv")
+    return targets
+
+
+def whole_image_table_summaries(wildcards):
+    return [f"{WHOLE_IMAGE_OUT}/{model}/{dataset}/summary.csv" for model in WHOLE_IMAGE.models
+            for dataset in WHOLE_IMAGE.table]

@@ -41,7 +41,7 @@ rule discover_shard:
     # (measured: CPU time ≈ wall time per shard), so its shards run one per core.
     threads: 1 if config["backbone"]["name"] == "offline" else 2
     resources:
-        mem_mb=16000,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=600,
         gpu=int(DISCOVERY.uses_gpu),
     shell:
@@ -62,7 +62,7 @@ rule score_shard:
     log:
         f"{LOGS}/score/{{shard}}.log",
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,
     shell:
         "unsamv2 score --manifest {input.manifest} --raw-labels {params.raw_dir} --out-dir {params.out_dir} "

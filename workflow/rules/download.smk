@@ -28,11 +28,12 @@ rule synthetic_scenes:
         n=SYNTHETIC["train_images"],
         seed=SYNTHETIC["train_seed"],
         size=SYNTHETIC["image_size"],
+        depth=SYNTHETIC["depth"],
     log:
         f"{LOGS}/synthetic_scenes.log",
     shell:
         "unsamv2 synthetic --out-dir {params.root} --n-images {params.n} --seed {params.seed} "
-        "--image-size {params.size} > {log} 2>&1 && echo {params.n} > {output.done}"
+        "--image-size {params.size} --depth {params.depth} > {log} 2>&1 && echo {params.n} > {output.done}"
 
 
 rule fetch_sa1b_tar:

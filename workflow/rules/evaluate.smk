@@ -31,11 +31,12 @@ rule synthetic_benchmark:
         n=SYNTHETIC["eval_images"],
         seed=SYNTHETIC["eval_seed"],
         size=SYNTHETIC["image_size"],
+        depth=SYNTHETIC["depth"],
     log:
         "logs/download/dataset_synthetic.log",
     shell:
         "unsamv2 synthetic --out-dir {params.root} --n-images {params.n} --seed {params.seed} "
-        "--image-size {params.size} > {log} 2>&1 && echo synthetic > {output.done}"
+        "--image-size {params.size} --depth {params.depth} > {log} 2>&1 && echo synthetic > {output.done}"
 
 
 rule evaluate_interactive:
@@ -72,7 +73,7 @@ rule evaluate_interactive:
     threads: 4
     resources:
         gpu=int(EVALUATION.uses_gpu),
-        mem_mb=16000,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=720,
     shell:
         "unsamv2 evaluate-interactive --dataset {wildcards.dataset} --root {params.root} "
@@ -97,3 +98,25 @@ rule average_interactive:
     shell:
         "unsamv2 average-interactive --summaries {input.summaries} --datasets {params.datasets} "
         "--out {output.table} > {log} 2>&1"
+
+
+rule interactive_levels:
+    # Synthetic held-out scenes only (their regions carry a level): first-click IoU per level (object, part,
+    # sub-part, ...) for every evaluated model and mode, the offline demo's table.
+    input:
+        per_object=expand(f"{RESULTS}/evaluation/interactive/{{model}}/synthetic/per_object.csv",
+                          model=EVALUATION.models),
+        data="resources/datasets/synthetic/.prepared",
+    output:
+        report(
+            f"{RESULTS}/evaluation/interactive/per_level/synthetic.csv",
+            caption="../report/interactive_levels.rst",
+            category="Evaluation: interactive",
+        ),
+    params:
+        annotations=lambda wildcards, input: os.path.join(os.path.dirname(input.data), "annotations"),
+    log:
+        f"{LOGS}/evaluate/interactive_levels_synthetic.log",
+    shell:
+        "unsamv2 interactive-levels --per-object {input.per_object} --annotations {params.annotations} "
+        "--out {output} > {log} 2>&1"

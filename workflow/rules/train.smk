@@ -44,7 +44,7 @@ rule train:
     threads: 8
     resources:
         gpu=config["train_gpus"],
-        mem_mb=64000,
+        mem_mb=lambda wildcards, attempt: 64000 * attempt,
         runtime=720,
     shell:
         "{params.launcher} train --pseudo-labels {params.labels} --images {params.images} "
