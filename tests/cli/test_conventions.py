@@ -30,7 +30,7 @@ def test_every_stage_registers_its_commands() -> None:
         "download-sam2", "prepare-dataset", "synthetic",
         "discover", "score", "report-pseudo-labels", "pseudo-label-recall",
         "train",
-        "evaluate-interactive", "average-interactive", "plot-interactive",
+        "evaluate-interactive", "average-interactive", "plot-interactive", "interactive-levels",
         "segment", "segment-all", "track", "random-checkpoint",
         "app",
         "synthetic-video", "evaluate-video",
