@@ -213,3 +213,19 @@ def test_tables_html_holds_every_markdown_cell_in_order(tmp_path: Path) -> None:
     assert [c.strip() for c in parser.cells] == md_cells
     assert "<strong>Not comparable to the paper: the models were trained from random initialisation" in \
         (tmp_path / "report" / "tables.html").read_text()
+
+
+def test_first_click_only_runs_show_no_noc(tmp_path: Path) -> None:
+    """With evaluation.max_clicks 1 every NoC in a summary is 1.00 by construction: the own table keeps 1-IoU only
+    and the paper tables say why NoC is missing."""
+    _summary(tmp_path, "unsamv2", "synthetic", [{"granularity_mode": "oracle", "noc80": 1.0, "noc85": 1.0,
+                                                "noc90": float("nan"), "iou1": 37.5}])
+    _summary(tmp_path, "unsamv2", "grabcut", [{"granularity_mode": "oracle", **_value(0, "grabcut")}])
+    info = _info(interactive_datasets=["synthetic", "grabcut"], interactive_tables={"demo": ["synthetic"]},
+                 models=["unsamv2"], modes={"unsamv2": ["oracle"]}, max_clicks=1)
+    rows = build_comparison(tmp_path, info)
+    assert [(r.metric, r.ours) for r in rows if r.table == "demo"] == [("1-IoU", 37.5)]
+    by_key = _by_key(rows)
+    assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "NoC80")].ours is None
+    assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "NoC80")].note.startswith("NoC not measured")
+    assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "1-IoU")].ours == 50.0

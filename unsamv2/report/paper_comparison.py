@@ -94,6 +94,8 @@ class RunInfo:
     n_train_images: int | None
     random_init: bool
     synthetic: bool
+    #: ``evaluation.max_clicks``: with one click, NoC is not measured (every object counts as "1 click")
+    max_clicks: int = 20
     whole_image_datasets: list[str] = field(default_factory=list)
     whole_image_models: list[str] = field(default_factory=list)
     video_datasets: list[str] = field(default_factory=list)
@@ -220,9 +222,16 @@ class _RunResults:
 # ------------------------------------------------------------------------------------------------ assembly
 
 
+NOC_NOT_MEASURED = "NoC not measured: evaluation.max_clicks is 1 (first click only)"
+
+
 def _interactive_value(row: Mapping[str, Any], metric: str) -> float | None:
     value = float(row[INTERACTIVE_METRICS[metric]])
     return None if math.isnan(value) else value
+
+
+def _measured(results: _RunResults, metric: str) -> bool:
+    return not (metric.startswith("NoC") and results.info.max_clicks < 2)
 
 
 def _average_row(
@@ -273,6 +282,8 @@ def _interactive_paper_table(
         for model, mode in counterparts:
             covered.add((model, mode))
             row, reason = _lookup_interactive(results, model, mode, p["dataset"], datasets)
+            if row is not None and not _measured(results, p["metric"]):
+                row, reason = None, NOC_NOT_MEASURED
             ours = _interactive_value(row, p["metric"]) if row is not None else None
             if row is not None and ours is None:
                 reason = f"{p['metric']} not observable (the loop stops at a lower target IoU)"
@@ -286,6 +297,8 @@ def _interactive_paper_table(
                 continue
             for dataset, metric in sorted(metrics_of, key=lambda dm: (datasets + [AVERAGE]).index(dm[0])):
                 row, reason = _lookup_interactive(results, model, mode, dataset, datasets)
+                if row is not None and not _measured(results, metric):
+                    row, reason = None, NOC_NOT_MEASURED
                 ours = _interactive_value(row, metric) if row is not None else None
                 out.append(ComparisonRow(table, _mode_label(model, mode), dataset, metric, None, ours,
                                          OWN_ONLY_NOTES["interactive"] if row is not None else reason))
@@ -300,7 +313,8 @@ def _interactive_own_table(table: str, datasets: Sequence[str], results: _RunRes
         for mode in results.info.modes.get(model, []):
             for dataset in shown:
                 row, reason = _lookup_interactive(results, model, mode, dataset, datasets)
-                for metric in OWN_TABLE_METRICS:
+                # One click: the table shows what was measured (1-IoU), not NoC columns of 1.00.
+                for metric in [m for m in OWN_TABLE_METRICS if _measured(results, m)]:
                     ours = _interactive_value(row, metric) if row is not None else None
                     note = reason or ("no paper value for this dataset" if ours is not None
                                       else f"{metric} not observable (the loop stops at a lower target IoU)")

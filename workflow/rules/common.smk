@@ -239,6 +239,7 @@ def report_run_info():
         n_train_images=None,
         random_init=evaluates_training and TRAIN.base_checkpoint is None,
         synthetic=evaluates_training and config["images"]["source"] == "synthetic",
+        max_clicks=EVALUATION.max_clicks,
         whole_image_datasets=list(WHOLE_IMAGE.datasets),
         whole_image_models=list(WHOLE_IMAGE.models),
         video_datasets=list(VIDEO.datasets),
