@@ -104,6 +104,15 @@ def cmd_report_whole_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_and_images(p: argparse.ArgumentParser) -> None:
+    """The model a figure shows, and the run's images it is drawn on."""
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--model-size", default=None)
+    p.add_argument("--image-size", type=int, default=1024)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--image-list", type=Path, required=True, help="images.txt of the run")
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report-tables", parents=[common],
                        help="paper_comparison.csv and tables.md: this run's numbers beside the paper's")
@@ -118,11 +127,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("report-strips", parents=[common],
                        help="granularity strips (g = 0.1 … 1.0) of a model on the first images of a run")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--model-size", default=None)
-    p.add_argument("--image-size", type=int, default=1024)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--image-list", type=Path, required=True, help="images.txt of the run")
+    _add_model_and_images(p)
     p.add_argument("--pseudo-labels", type=Path, required=True,
                    help="pseudo-label JSON folder: the click goes inside each image's largest instance")
     p.add_argument("--n-images", type=int, default=3)
@@ -132,11 +137,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("report-whole-image", parents=[common],
                        help="whole-image masks of a model at a few granularities and pooled, on a run's images")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--model-size", default=None)
-    p.add_argument("--image-size", type=int, default=1024)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--image-list", type=Path, required=True, help="images.txt of the run")
+    _add_model_and_images(p)
     p.add_argument("--n-images", type=int, default=2)
     p.add_argument("--granularity", type=float, nargs="+", default=[0.2, 0.5, 0.8])
     p.add_argument("--points-per-side", type=int, default=32)
