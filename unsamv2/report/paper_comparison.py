@@ -290,12 +290,13 @@ def _interactive_paper_table(
             out.append(ComparisonRow(table, f"{p['method']} [{mode}]", p["dataset"], p["metric"], p["value"], ours,
                                      reason))
     # Our modes that the paper has no row for (e.g. UnSAMv2 at the best single g), on the same datasets.
-    metrics_of = {(p["dataset"], p["metric"]) for p in entries}
+    # In the paper's column order (a list, not a set: the CSV's row order must not depend on string hashing).
+    columns = list(dict.fromkeys((p["dataset"], p["metric"]) for p in entries))
     for model in results.info.models:
         for mode in results.info.modes.get(model, []):
             if (model, mode) in covered:
                 continue
-            for dataset, metric in sorted(metrics_of, key=lambda dm: (datasets + [AVERAGE]).index(dm[0])):
+            for dataset, metric in columns:
                 row, reason = _lookup_interactive(results, model, mode, dataset, datasets)
                 if row is not None and not _measured(results, metric):
                     row, reason = None, NOC_NOT_MEASURED
