@@ -229,3 +229,16 @@ def test_first_click_only_runs_show_no_noc(tmp_path: Path) -> None:
     assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "NoC80")].ours is None
     assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "NoC80")].note.startswith("NoC not measured")
     assert by_key[("table1", "UnSAMv2∗ [oracle]", "grabcut", "1-IoU")].ours == 50.0
+
+
+def test_modes_without_a_paper_row_follow_the_papers_columns(tmp_path: Path) -> None:
+    for i, dataset in enumerate(TABLE1):
+        _summary(tmp_path, "unsamv2", dataset, [{"granularity_mode": "oracle", **_value(i, dataset)},
+                                                {"granularity_mode": "best_fixed", **_value(i + 1, dataset)}])
+    info = _info(models=["unsamv2"], modes={"unsamv2": ["oracle", "best_fixed"]})
+    rows = build_comparison(tmp_path, info)
+    paper_order = [(r.dataset, r.metric) for r in rows if r.table == "table1" and r.method == "UnSAMv2∗ [oracle]"]
+    extra = [r for r in rows if r.table == "table1" and r.method == "UnSAMv2 [best_fixed]"]
+    assert [(r.dataset, r.metric) for r in extra] == paper_order
+    grabcut = next(r for r in extra if r.dataset == "grabcut" and r.metric == "1-IoU")
+    assert (grabcut.paper, grabcut.ours, grabcut.note) == (None, 60.0, "not in the paper")
