@@ -26,6 +26,7 @@ from unsamv2.io.atomic import atomic_output, atomic_write_text
 __all__ = [
     "AVERAGE_DATASET",
     "SUMMARY_COLUMNS",
+    "csv_text",
     "mean_iou_curve",
     "paper_average",
     "per_object_columns",
@@ -69,7 +70,8 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """CSV with ``columns`` as header; floats with 4 decimals, NaN as an empty cell (the summaries' format)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -80,7 +82,7 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 def write_summary_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Write summary rows (dicts with :data:`SUMMARY_COLUMNS`) atomically."""
-    return atomic_write_text(path, _csv_text(SUMMARY_COLUMNS, rows))
+    return atomic_write_text(path, csv_text(SUMMARY_COLUMNS, rows))
 
 
 def _parse_float(text: str) -> float:
@@ -169,7 +171,7 @@ def write_per_object_csv(
         for k, value in enumerate(r.ious, start=1):
             row[f"iou_{k:02d}"] = f"{value:.6f}"
         rows.append(row)
-    return atomic_write_text(path, _csv_text(columns, rows))
+    return atomic_write_text(path, csv_text(columns, rows))
 
 
 def read_per_object_csv(path: str | Path) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from unsamv2.evaluate.summary import csv_text
 from unsamv2.io.atomic import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -213,24 +214,9 @@ def top_per_image(detections: Iterable[Mapping[str, Any]], max_dets: int) -> lis
 # ------------------------------------------------------------------------------------------------ CSVs
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
-
-
-def _csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format(row.get(c, "")) for c in columns])
-    return buffer.getvalue()
-
-
 def write_summary_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Rows with :data:`SUMMARY_COLUMNS`, written atomically."""
-    return atomic_write_text(path, _csv_text(SUMMARY_COLUMNS, rows))
+    return atomic_write_text(path, csv_text(SUMMARY_COLUMNS, rows))
 
 
 def read_summary_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -337,7 +323,7 @@ def score_whole_image(
         for g in gs:
             entry[f"n_g{g:g}"] = sum(1 for d in dets if d.get("granularity") == g)
         per_image.append(entry)
-    atomic_write_text(out / "masks_per_image.csv", _csv_text(columns, per_image))
+    atomic_write_text(out / "masks_per_image.csv", csv_text(columns, per_image))
 
     g_rows = []
     for g in gs:
@@ -345,7 +331,7 @@ def score_whole_image(
         m = average_recall(coco_gt, alone, max_dets=max_dets, image_ids=image_ids)
         g_rows.append({"model": model, "dataset": dataset, "granularity": f"{g:g}", "ar1000": m[f"ar{max_dets}"],
                        "ar100": m["ar100"], "n_masks": m["n_masks"]})
-    atomic_write_text(out / "ar_per_granularity.csv", _csv_text(AR_PER_GRANULARITY_COLUMNS, g_rows))
+    atomic_write_text(out / "ar_per_granularity.csv", csv_text(AR_PER_GRANULARITY_COLUMNS, g_rows))
     atomic_write_json(out / "failures.json", list(failures), indent=1)
     atomic_write_json(out / "run.json", {**dict(run_info or {}), "model": model, "dataset": dataset,
                                          "max_dets": max_dets, "image_ids": image_ids, "limit": limit,
