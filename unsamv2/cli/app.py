@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+from unsamv2.cli.model import positive_int
 from unsamv2.core.constants import EVAL_MASK_THRESHOLD, SAM2_SIZES
 
 
@@ -18,18 +19,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
     return value
@@ -68,7 +59,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--model-size", choices=SAM2_SIZES, default=None,
                    help="default: read from the checkpoint's tensor shapes")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, …")
-    p.add_argument("--image-size", type=_positive_int, default=1024,
+    p.add_argument("--image-size", type=positive_int, default=1024,
                    help="model input resolution (1024 for released weights; a smaller multiple of 64 for tests)")
     p.add_argument("--no-merge-lora", action="store_true", help="keep LoRA factored (same masks, slower)")
     p.add_argument("--host", default="127.0.0.1",
@@ -76,9 +67,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--port", type=_port, default=7860)
     p.add_argument("--max-upload-mb", type=_positive_float, default=defaults.max_upload_mb,
                    help=f"largest accepted upload (default {defaults.max_upload_mb:g} MB)")
-    p.add_argument("--max-image-pixels", type=_positive_int, default=defaults.max_image_pixels,
+    p.add_argument("--max-image-pixels", type=positive_int, default=defaults.max_image_pixels,
                    help=f"largest accepted image or frame (default {defaults.max_image_pixels:,} pixels)")
-    p.add_argument("--max-frames", type=_positive_int, default=defaults.max_frames,
+    p.add_argument("--max-frames", type=positive_int, default=defaults.max_frames,
                    help=f"most frames of a video upload (default {defaults.max_frames})")
     p.add_argument("--mask-threshold", type=float, default=EVAL_MASK_THRESHOLD,
                    help=f"logit threshold of the masks (default {EVAL_MASK_THRESHOLD}, as the official code)")

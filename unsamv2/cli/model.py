@@ -41,7 +41,7 @@ def _granularity(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -119,7 +119,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-size", choices=SAM2_SIZES, default=None,
                    help="default: read from the checkpoint's tensor shapes")
     g.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, …")
-    g.add_argument("--image-size", type=_positive_int, default=1024,
+    g.add_argument("--image-size", type=positive_int, default=1024,
                    help="model input resolution (1024 for released weights; a smaller multiple of 64 for tests)")
     g.add_argument("--no-merge-lora", action="store_true",
                    help="keep LoRA factored instead of merging it into the weights (same masks, slower)")
@@ -169,8 +169,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     whole.add_argument("--pooled", action="store_true", help="pool g = 0.1, 0.2, …, 1.0 (the benchmark mode)")
     whole.add_argument("--out", type=Path, required=True, help="output JSON file")
     whole.add_argument("--overlay", type=Path, default=None, help="also write a colour overlay PNG of all masks")
-    whole.add_argument("--points-per-side", type=_positive_int, default=64)
-    whole.add_argument("--points-per-batch", type=_positive_int, default=128)
+    whole.add_argument("--points-per-side", type=positive_int, default=64)
+    whole.add_argument("--points-per-batch", type=positive_int, default=128)
     whole.add_argument("--pred-iou-thresh", type=float, default=None,
                        help="override the per-granularity IoU threshold")
     whole.add_argument("--stability-thresh", type=float, default=None,
