@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unsamv2.io.atomic import atomic_output, atomic_write_bytes, atomic_write_json, atomic_write_text
+from unsamv2.io.atomic import atomic_link, atomic_output, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -75,3 +75,25 @@ def test_atomic_write_json_unserialisable_touches_nothing(tmp_path: Path) -> Non
     with pytest.raises(TypeError):
         atomic_write_json(tmp_path / "x.json", {"a": object()})
     assert _leftovers(tmp_path) == []
+
+
+def test_atomic_link_shares_bytes_and_survives_replacing_the_source(tmp_path: Path) -> None:
+    src = atomic_write_bytes(tmp_path / "epoch2.pt", b"weights of epoch 2")
+    atomic_write_bytes(tmp_path / "last.pt", b"older weights")
+    atomic_link(src, tmp_path / "last.pt")
+    assert os.path.samefile(src, tmp_path / "last.pt")
+    # Writers replace files by rename: a new version of one name leaves the other name's bytes alone.
+    atomic_write_bytes(tmp_path / "last.pt", b"weights of epoch 3")
+    assert src.read_bytes() == b"weights of epoch 2"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_atomic_link_copies_where_hard_links_fail(tmp_path: Path, monkeypatch) -> None:
+    src = atomic_write_bytes(tmp_path / "a.pt", b"payload")
+
+    def no_links(*_args: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic_link(src, tmp_path / "b.pt")
+    assert (tmp_path / "b.pt").read_bytes() == b"payload" and not os.path.samefile(src, tmp_path / "b.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ def test_train_writes_every_output_and_changes_only_trainable_weights(scenes: Pa
     moved = {k for k, v in init.state_dict().items() if not torch.equal(v, trained[k])}
     assert moved and moved <= trainable
     load_checkpoint(init, tmp_path / "final.pt")
+    # One copy of the weights per epoch on disk: last.pt and final.pt are the last epoch's file, while the first
+    # epoch's checkpoint still holds its own (different) weights.
+    assert os.path.samefile(tmp_path / "final.pt", tmp_path / "checkpoint_epoch2.pt")
+    assert os.path.samefile(tmp_path / "last.pt", tmp_path / "checkpoint_epoch2.pt")
+    first = read_checkpoint(tmp_path / "checkpoint_epoch1.pt")
+    assert any(not torch.equal(first[k], trained[k]) for k in trainable)
 
 
 def test_cli_train_and_unknown_setting(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_link", "atomic_output", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -106,3 +107,20 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
     """
     text = json.dumps(obj, indent=indent, ensure_ascii=False)
     return atomic_write_text(path, text + "\n")
+
+
+def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Make ``path`` a hard link to ``source`` (a copy where the file system has no hard links), atomically.
+
+    For outputs that hold the same bytes as one already written (a training run's ``last.pt`` and ``final.pt`` are
+    its latest epoch checkpoint): no second copy of hundreds of MB. Safe because every writer here replaces a file
+    by rename, never rewrites it in place, so changing one name later never changes the other.
+    """
+    dest = Path(path)
+    with atomic_output(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # EXDEV, or a file system without hard links (some network and FUSE mounts)
+            shutil.copyfile(source, tmp)
+    return dest

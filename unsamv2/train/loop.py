@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from unsamv2.io.atomic import atomic_write_json
+from unsamv2.io.atomic import atomic_link, atomic_write_json
 from unsamv2.train.config import TrainConfig
 from unsamv2.train.dataset import PseudoLabelDataset, collate
 from unsamv2.train.distributed import DistContext, all_reduce_mean, average_gradients, init_distributed
@@ -197,6 +197,7 @@ def train(
             log.info("training %s (%s, %d trainable parameters) on %s × %d: %d items, %d steps per epoch, %d steps",
                      config.model_size, config.trainable, n_trainable, ctx.device, ctx.world_size, len(dataset),
                      steps_per_epoch, total_steps)
+        weights_on_disk: Path | None = None  # a checkpoint file holding exactly the current weights
         try:
             while step < stop_step:
                 epoch, first = divmod(step, steps_per_epoch)
@@ -216,11 +217,15 @@ def train(
                     bar.update(1)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", epoch=epoch + 1)
                     epoch_done = step % steps_per_epoch == 0
+                    weights_on_disk = None
                     if epoch_done or step == stop_step or (
                             config.save_state_every and step % config.save_state_every == 0):
-                        if epoch_done and ctx.is_main:
-                            save_checkpoint(model, out / f"checkpoint_epoch{step // steps_per_epoch}.pt")
-                        write_state(out, model, optimizer, scheduler, step, config, ctx, frozen_digest)
+                        epoch_file = out / f"checkpoint_epoch{step // steps_per_epoch}.pt" if epoch_done else None
+                        if epoch_file is not None and ctx.is_main:
+                            save_checkpoint(model, epoch_file)
+                        write_state(out, model, optimizer, scheduler, step, config, ctx, frozen_digest,
+                                    weights_file=epoch_file)
+                        weights_on_disk = out / "last.pt"
                         if epoch_done and ctx.is_main:
                             log.info("epoch %d/%d done (step %d)", step // steps_per_epoch, config.epochs, step)
                             plot_loss_curve(out / "losses.csv", out / "loss_curve.png")
@@ -258,7 +263,10 @@ def train(
         }
         final = out / "final.pt"
         if ctx.is_main:
-            save_checkpoint(model, final)
+            if weights_on_disk is not None:  # the loop ended on a save: final.pt is those bytes, not a new copy
+                atomic_link(weights_on_disk, final)
+            else:
+                save_checkpoint(model, final)
             plot_loss_curve(out / "losses.csv", out / "loss_curve.png",
                             title=f"{config.trainable} ({config.model_size}, {step} steps)")
             atomic_write_json(out / "train_summary.json", summary, indent=2)

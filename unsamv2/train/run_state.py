@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from unsamv2.io.atomic import atomic_output
+from unsamv2.io.atomic import atomic_link, atomic_output
 from unsamv2.io.disk_space import ensure_free_space, tensor_bytes
 from unsamv2.train.config import TrainConfig
 from unsamv2.train.distributed import DistContext
@@ -54,8 +54,11 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def write_state(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, config: TrainConfig,
-                ctx: DistContext, frozen_digest: str) -> None:
+                ctx: DistContext, frozen_digest: str, weights_file: Path | None = None) -> None:
     """``train_state.pt`` (self-contained, one atomic write) then ``last.pt`` (weights, official format).
+
+    ``weights_file``: a checkpoint of the model's current weights already written (the epoch checkpoint);
+    ``last.pt`` is then a hard link to it instead of a second copy.
 
     The state holds the trainable tensors themselves, so a process killed between the two writes still leaves
     a consistent state; the frozen weights are rebuilt on resume (same seed / base checkpoint) and checked
@@ -83,7 +86,10 @@ def write_state(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimize
     ensure_free_space(out_dir, tensor_bytes(state), "the resumable training state train_state.pt")
     with atomic_output(out_dir / "train_state.pt") as tmp:
         torch.save(state, tmp)
-    save_checkpoint(model, out_dir / "last.pt")
+    if weights_file is None:
+        save_checkpoint(model, out_dir / "last.pt")
+    else:
+        atomic_link(weights_file, out_dir / "last.pt")
 
 
 def load_state(out_dir: Path, model: nn.Module, config: TrainConfig, ctx: DistContext,
