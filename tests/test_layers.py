@@ -21,6 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     # The report reads the evaluation's summaries through evaluate's readers (one source for the paper's averaging).
     "report": {"core", "io", "datasets", "discovery", "evaluate"},
     "app": {"core", "io", "download", "resources", "model"},
+    # The run's variants: overrides of the stages' settings, checked against the paper's rows.
+    "experiments": {"core", "datasets", "discovery", "train", "evaluate", "report"},
 }
 
 

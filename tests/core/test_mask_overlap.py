@@ -47,6 +47,35 @@ def test_intersection_chunking_is_exact(monkeypatch: pytest.MonkeyPatch) -> None
     assert np.array_equal(full, brute)
 
 
+def test_intersection_temporaries_stay_within_chunk_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many masks narrow the chunk (an SA-1B image has ~100): peak memory no longer grows with the mask count."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    masks = rng.random((64, 128, 128)) > 0.5
+    full = intersection_matrix(masks, masks)
+    monkeypatch.setattr(mask_overlap, "CHUNK_BYTES", 1 << 20)
+    tracemalloc.start()
+    try:
+        got = intersection_matrix(masks, masks)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got, full)
+    # One whole-width chunk would take 64 masks x 16384 px x 4 B = 4 MiB of float32 copies (8 MiB before a
+    # stack against itself shared its copy); the slack is the 64 x 64 products.
+    assert peak < 1.1 * (1 << 20), peak
+    b = masks[::-1].copy()  # two different stacks: both copies fit in the budget together
+    tracemalloc.start()
+    try:
+        got = intersection_matrix(masks, b)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got, full[:, ::-1])
+    assert peak < 1.1 * (1 << 20), peak
+
+
 def test_iou_matrix_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="sizes differ"):
         mask_iou_matrix(np.zeros((1, 4, 4), bool), np.zeros((1, 4, 5), bool))

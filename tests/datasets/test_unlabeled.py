@@ -117,6 +117,9 @@ def test_sa1b_tar_download_and_extraction(tmp_path: Path, served_dir: tuple[Path
 
     images = extract_images(got, tmp_path / "images")
     assert [p.name for p in images] == ["sa_1.jpg", "sa_2.jpg"]
+    # The annotation JSON lands beside its image (read there by discovery.divide 'sa1b_gt'), not in the list.
+    assert (tmp_path / "images" / "sa_1.json").read_bytes() == b"{}"
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["sa_1.jpg", "sa_1.json", "sa_2.jpg"]
     assert abs(int(load_image_rgb(images[0]).mean()) - 200) <= 2
     items = select_images(tmp_path / "images", 10)
     assert [i for i, _ in items] == [1, 2]  # SA-1B ids come from the file names

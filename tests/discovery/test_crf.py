@@ -11,7 +11,15 @@ import pytest
 from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
 from unsamv2.discovery import crf as crf_module
 from unsamv2.discovery.config import DiscoveryConfig
-from unsamv2.discovery.crf import CrfParams, crf_unary, dense_crf, maskcut_crf, refine_window, refine_with_crf
+from unsamv2.discovery.crf import (
+    CrfParams,
+    crf_unary,
+    dense_crf,
+    maskcut_crf,
+    refine_in_window,
+    refine_window,
+    refine_with_crf,
+)
 from unsamv2.discovery.features import build_backbone
 from unsamv2.discovery.pipeline import discover_masks
 from unsamv2.discovery.refine import build_refiner
@@ -44,6 +52,13 @@ def test_unary_is_cutlers_softmax_of_the_cut() -> None:
     assert u.shape == (2, 2) and u.dtype == np.float32
     assert u[:, 0] == pytest.approx([hi, lo], abs=1e-6)
     assert u[:, 1] == pytest.approx([lo, hi], abs=1e-6)
+
+
+def test_unary_of_a_soft_mask_uses_the_foreground_fraction_as_cutlers_logit() -> None:
+    # m = 0.5: logits (0.5, 0.5), both labels −log 0.5; m = 0.25: softmax(0.75, 0.25) = (σ(0.5), σ(−0.5)).
+    u = crf_unary(np.array([[0.5, 0.25]]))
+    assert u[:, 0] == pytest.approx([math.log(2), math.log(2)], abs=1e-6)
+    assert u[:, 1] == pytest.approx([math.log(1 + math.exp(-0.5)), math.log(1 + math.exp(0.5))], abs=1e-6)
 
 
 def test_crf_moves_a_patch_staircase_onto_the_colour_edge() -> None:
@@ -113,6 +128,38 @@ def test_refine_with_crf_snaps_to_the_edge_and_keeps_the_input_when_it_would_cha
     assert np.array_equal(refine_with_crf(img, thin), thin)
 
 
+def test_a_large_window_is_refined_at_reduced_resolution_onto_the_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 64 x 96 = 6144 px with at most 1536 → the CRF runs on 32 x 48 (scale 1/2) and its margin is upsampled.
+    seen = []
+    margin = crf_module.crf_margin
+
+    def recording(image: np.ndarray, mask: np.ndarray, params: CrfParams, scale: float = 1.0) -> np.ndarray:
+        seen.append((mask.shape, scale, sorted(np.unique(mask).tolist())))
+        return margin(image, mask, params, scale)
+
+    monkeypatch.setattr(crf_module, "crf_margin", recording)
+    half = CrfParams(refine_max_pixels=1536)
+    # Edge at column 52 falls between two reduced pixels: the answer is exact.
+    img, truth = two_regions(edge=52)
+    assert np.array_equal(refine_in_window(img, staircase(truth), half), truth)
+    assert seen == [((32, 48), 0.5, [0.0, 1.0])]
+    # Edge at column 53 splits reduced pixel 26: at most that one column of the full image is wrong (the
+    # staircase misses 5 columns).
+    img, truth = two_regions(edge=53)
+    cut = staircase(truth)
+    wrong = refine_in_window(img, cut, half) ^ truth
+    assert wrong.any(axis=0).sum() <= 1 and wrong[:, 52:54].sum() == wrong.sum()
+    # The staircase ends on a reduced pixel's edge (column 48 = 24 reduced pixels), so its unary was hard; a cut
+    # one column wider covers half of reduced pixels (., 24): their unary is the soft fraction 0.5.
+    cut[:, 48] = True
+    refine_in_window(img, cut, half)
+    assert seen[-1] == ((32, 48), 0.5, [0.0, 0.5, 1.0])
+    # A window within the limit runs the full-resolution CRF.
+    seen.clear()
+    assert np.array_equal(refine_in_window(img, staircase(truth), CrfParams(refine_max_pixels=64 * 96)), truth)
+    assert seen == [((64, 96), 1.0, [False, True])]
+
+
 def test_crf_settings_are_validated_with_their_key() -> None:
     with pytest.raises(ValueError, match="discovery.crf_"):
         DiscoveryConfig(crf_iterations=0)
@@ -120,8 +167,11 @@ def test_crf_settings_are_validated_with_their_key() -> None:
         DiscoveryConfig(crf_min_iou=1.5)
     with pytest.raises(ValueError, match="discovery.refine"):
         DiscoveryConfig(refine="superpixels")
+    with pytest.raises(ValueError, match="refine_max_pixels"):
+        DiscoveryConfig(crf_refine_max_pixels=0)
     assert DiscoveryConfig().crf_params() == CrfParams()  # defaults are CutLER's constants
-    assert CrfParams() == CrfParams(10, 3.0, 7.0, 50.0, 5.0, 10.0)
+    assert CrfParams() == CrfParams(10, 3.0, 7.0, 50.0, 5.0, 10.0, 3072)
+    assert DiscoveryConfig(crf_refine_max_pixels=500).crf_params().refine_max_pixels == 500
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +197,8 @@ def test_refined_parts_never_leave_their_instance(scenes: list[np.ndarray]) -> N
     backbone = build_backbone("offline")
     cfg = DiscoveryConfig(**DEMO, refine="crf")
     crf_refiner = build_refiner("crf", crf=cfg.crf_params())
+    # Windows over 256 px (nearly all) refined at reduced resolution, whose upsampled edges can fall anywhere.
+    reduced_refiner = build_refiner("crf", crf=DiscoveryConfig(**DEMO, crf_refine_max_pixels=256).crf_params())
 
     def dilating(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         # A refiner that always grows a mask by 6 px: without the clipping its parts would leave the instance.
@@ -156,7 +208,7 @@ def test_refined_parts_never_leave_their_instance(scenes: list[np.ndarray]) -> N
 
     n_parts = 0
     for image in scenes:
-        for refiner in (crf_refiner, dilating):
+        for refiner in (crf_refiner, reduced_refiner, dilating):
             instances, parts = _instances_and_parts(discover_masks(image, backbone, cfg, refiner=refiner))
             for part in parts:
                 assert part.mask.any()
@@ -170,7 +222,8 @@ def test_refined_parts_never_leave_their_instance(scenes: list[np.ndarray]) -> N
 
 
 def test_refinement_is_deterministic(scenes: list[np.ndarray]) -> None:
-    cfg = DiscoveryConfig(**DEMO, refine="crf")
+    # 512: windows both at full and at reduced resolution.
+    cfg = DiscoveryConfig(**DEMO, refine="crf", crf_refine_max_pixels=512)
     runs = []
     for _ in range(2):
         backbone = build_backbone("offline")

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from unsamv2.model.build import (
+    GranularityConfig,
     build_sam2_base,
     build_unsamv2,
     detect_model_size,
+    granularity_config_from_state_dict,
     normalize_model_size,
 )
 from unsamv2.model.checkpoint import (
@@ -175,6 +177,31 @@ def test_official_checkpoint_round_trip_is_exact(
         assert saved[k].dtype == v.dtype and torch.equal(saved[k], v), k
     raw = torch.load(out, map_location="cpu", weights_only=True)
     assert list(raw) == ["model"]
+
+
+@pytest.mark.parametrize(("lora_rank", "fourier_dim"), [(4, 64), (0, 32), (16, 256)])
+def test_a_checkpoint_of_another_lora_rank_or_fourier_width_loads_without_being_told(
+    lora_rank: int, fourier_dim: int, photo: np.ndarray, tmp_path: Path
+) -> None:
+    """The ablations of Table 6 (a, d) save checkpoints of other shapes; evaluation reads them from the tensors."""
+    torch.manual_seed(0)
+    config = GranularityConfig(lora_rank=lora_rank, fourier_dim=fourier_dim)
+    trained = build_unsamv2("tiny", device="cpu", image_size=TEST_IMAGE_SIZE, config=config)
+    for name, param in trained.named_parameters():
+        if ".lora_B" in name:  # fresh B is 0: make the LoRA path count, as after training
+            torch.nn.init.normal_(param)
+    path = save_checkpoint(trained, tmp_path / "variant.pt")
+    state = read_checkpoint(path)
+    assert granularity_config_from_state_dict(state) == GranularityConfig(
+        lora_rank=lora_rank if lora_rank else 8, fourier_dim=fourier_dim)  # rank 0 saves no factor: the default
+    loaded = build_unsamv2(checkpoint=path, device="cpu", image_size=TEST_IMAGE_SIZE)
+    assert loaded.sam_prompt_encoder.fourier_embedder.fourier_dim == fourier_dim
+    if lora_rank:
+        a, b = trained.state_dict(), loaded.state_dict()
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    # Rank 0 loads into the default LoRA layout (fresh, B = 0), which must change no output.
+    trained.eval()
+    assert np.array_equal(predict_logits(loaded, photo), predict_logits(trained, photo))
 
 
 def test_plain_and_original_layer_lora_forms_load_identically(

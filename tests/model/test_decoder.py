@@ -145,3 +145,27 @@ def test_mismatched_image_batch_is_an_error(decoders: tuple) -> None:
     inputs = _inputs(batch=2)
     with pytest.raises(ValueError, match="1 image embeddings for 2 prompts"):
         gran(multimask_output=False, repeat_image=False, **inputs)
+
+
+def test_sam_output_token_is_stock_sams_single_mask(decoders: tuple) -> None:
+    """Fig. 10's ablation: no granularity token in the sequence, and the mask is exactly what stock SAM-2 returns
+    for its single-output token on the same prompt tokens (which include the granularity token as a prompt)."""
+    stock, _ = decoders
+    ablation = GranularityMaskDecoder.from_mask_decoder(stock, output_token="sam").eval()
+    assert not any(k.startswith(("gra_token.", "gra_output_token_mlp.")) for k in ablation.state_dict())
+    stock_single = stock.train(False)
+    stock_single.dynamic_multimask_via_stability = False
+    inputs = _inputs(batch=2, seed=5)
+    with torch.no_grad():
+        masks, iou, token_out, obj = ablation(**inputs, multimask_output=False, repeat_image=True)
+        ref_masks, ref_iou, ref_tokens, ref_obj = stock_single(**inputs, multimask_output=False, repeat_image=True)
+    assert masks.shape == (2, 1, 32, 32)
+    torch.testing.assert_close(masks, ref_masks, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(iou, ref_iou, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(obj, ref_obj, rtol=1e-5, atol=1e-5)
+    # The granularity decoder's mask differs: it reads another token through another head.
+    _, gran = decoders
+    with torch.no_grad():
+        assert not torch.allclose(gran(**inputs, multimask_output=False, repeat_image=True)[0], masks)
+    with pytest.raises(ValueError, match="output_token"):
+        GranularityMaskDecoder.from_mask_decoder(stock, output_token="new")

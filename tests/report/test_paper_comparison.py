@@ -242,3 +242,65 @@ def test_modes_without_a_paper_row_follow_the_papers_columns(tmp_path: Path) -> 
     assert [(r.dataset, r.metric) for r in extra] == paper_order
     grabcut = next(r for r in extra if r.dataset == "grabcut" and r.metric == "1-IoU")
     assert (grabcut.paper, grabcut.ours, grabcut.note) == (None, 60.0, "not in the paper")
+
+
+def _variant(run: Path, name: str, model: str, dataset: str, rows: list[dict]) -> None:
+    _summary(run / "variants" / name, model, dataset, rows)
+
+
+def test_ablation_tables_put_each_variant_beside_its_paper_row(tmp_path: Path) -> None:
+    run = tmp_path / "t"
+    # The run itself: the paper's default recipe (LoRA rank 8) and stock SAM-2.
+    _summary(run, "unsamv2", "partimagenet", [{"granularity_mode": "oracle", **_value(0, "partimagenet")}])
+    _summary(run, "sam2", "partimagenet", [{"granularity_mode": "none", **_value(5, "partimagenet")},
+                                           {"granularity_mode": "best_of_3", **_value(6, "partimagenet")}])
+    _variant(run, "lora_r4", "unsamv2", "partimagenet", [{"granularity_mode": "oracle", **_value(2, "partimagenet")}])
+    _variant(run, "no_token", "sam2", "grabcut", [{"granularity_mode": "none", **_value(3, "grabcut")},
+                                                  {"granularity_mode": "best_of_3", **_value(4, "grabcut")}])
+    _variant(run, "plus", "unsamv2", "grabcut", [{"granularity_mode": "oracle", **_value(7, "grabcut")}])
+    fig10 = ["grabcut", "berkeley", "sbd", "pascalpart", "partimagenet"]
+    info = _info(
+        interactive_datasets=["partimagenet"], interactive_tables={},
+        paper_rows={"table6": ["lora_rank=8"]},
+        experiments={
+            "lora_r4": {"model": "unsamv2", "modes": ["oracle"], "datasets": ["partimagenet"],
+                        "paper": {"table6": ["lora_rank=4"]}},
+            "no_token": {"model": "sam2", "modes": ["none", "best_of_3"], "datasets": fig10,
+                         "paper": {"fig10": ["w/o granularity token (inferred assignment)"]}},
+            "plus": {"model": "unsamv2", "modes": ["oracle"], "datasets": ["grabcut"],
+                     "paper": {"table1": ["UnSAMv2+∗"]}},
+        },
+    )
+    rows = _by_key(build_comparison(run, info))
+    r = rows[("table6", "lora_rank=4 [oracle] (lora_r4)", "partimagenet", "NoC80")]
+    assert (r.paper, r.ours) == (4.41, 1.0 + 2)
+    r = rows[("table6", "lora_rank=8 [oracle]", "partimagenet", "NoC80")]  # the run's own training
+    assert (r.paper, r.ours) == (4.21, 1.0 + 0)
+    r = rows[("table6", "lora_rank=16", "partimagenet", "NoC80")]
+    assert r.ours is None and r.paper == 4.40 and "no variant" in r.note
+    assert not any(key[0] == "table6" and key[1].startswith("SAM-2") for key in rows)  # Table 6 has no SAM-2 row
+    # Fig. 10 from a variant of the stock architecture: both SAM-2 modes are shown; its SAM-2 row is the run's.
+    r = rows[("fig10", "w/o granularity token (inferred assignment) [best_of_3] (no_token)", "grabcut", "1-IoU")]
+    assert (r.paper, r.ours) == (88.2, 50.0 + 10 * 4)
+    r = rows[("fig10", "w/o granularity token (inferred assignment) [none] (no_token)", "berkeley", "1-IoU")]
+    assert r.ours is None and r.note == "not run yet (t/variants/no_token/evaluation/interactive/sam2/berkeley/summary.csv)"
+    assert rows[("fig10", "SAM-2 [best_of_3]", "partimagenet", "1-IoU")].ours == 50.0 + 10 * 6
+    r = rows[("fig10", "SAM-2 [none]", "grabcut", "1-IoU")]
+    assert r.ours is None and r.note == "dataset not in this run's evaluation.datasets"
+    # UnSAMv2+ in Table 1 from its variant; the average needs every dataset of the table.
+    r = rows[("table1", "UnSAMv2+∗ [oracle] (plus)", "grabcut", "1-IoU")]
+    assert (r.paper, r.ours) == (92.6, 50.0 + 10 * 7)
+    r = rows[("table1", "UnSAMv2+∗ [oracle] (plus)", "average", "1-IoU")]
+    assert r.ours is None and r.note.startswith("average needs every dataset")
+    # Tables nobody claims are left out, and the Markdown has the ablation tables under their titles.
+    assert {key[0] for key in rows} == {"table1", "table2", "table3", "table6", "fig10"}
+    markdown = write_comparison(run, info, tmp_path / "out") and (tmp_path / "out" / "tables.md").read_text()
+    assert "## Table 6 — design ablations, PartImageNet NoC80" in markdown
+    assert "| lora_rank=4 [oracle] (lora_r4) | partimagenet | 4.41 | 3.00 |" in markdown
+
+
+def test_runs_without_variants_have_no_ablation_tables(tmp_path: Path) -> None:
+    rows = build_comparison(tmp_path, _info())
+    assert {r.table for r in rows} == {"table1", "table2", "table3"}
+    assert {r.note for r in rows if r.method.startswith("UnSAMv2+")} == {
+        "UnSAMv2+ (pseudo-labels + SA-1B ground truth) is not part of this run"}

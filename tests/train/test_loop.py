@@ -118,3 +118,24 @@ def test_loss_weight_settings_reach_the_logged_loss(scenes: Path, tmp_path: Path
                                           + paper["loss_class"], rel=1e-5)
     assert paper["loss"] - demo["loss"] == pytest.approx(19 * paper["loss_mask"] + 0.5 * paper["loss_iou"],
                                                          rel=1e-4)
+
+
+def test_sam_mask_token_ablation_moves_sams_own_token(scenes: Path, tmp_path: Path,
+                                                      tiny_settings: dict[str, Any]) -> None:
+    """Fig. 10's ablation through the real loop: one step moves SAM-2's single-output token head and the
+    granularity encoder, and nothing outside its trainable set."""
+    from unsamv2.model.checkpoint import read_checkpoint
+
+    # The gate off: at random initialisation every object score is negative and the gate would zero the mask
+    # head's gradient on step 1 (issue 16), whatever the output token.
+    cfg = TrainConfig(**{**tiny_settings, "max_steps": 1, "trainable": "sam_mask_token", "lora_rank": 4,
+                         "object_score_gate": False})
+    train(cfg, scenes / "annotations", scenes / "images", tmp_path, progress=False)
+    torch.manual_seed(cfg.seed)
+    init = build_training_model(cfg, torch.device("cpu"))
+    trained = read_checkpoint(tmp_path / "final.pt")
+    moved = {k for k, v in init.state_dict().items() if not torch.equal(v, trained[k])}
+    allowed = expected_trainable_names(init, "sam_mask_token", lora_rank=4)
+    assert moved <= allowed
+    assert any(k.startswith("sam_mask_decoder.output_hypernetworks_mlps.0.") for k in moved)
+    assert any(k.startswith("sam_prompt_encoder.fourier_embedder.") for k in moved)

@@ -132,3 +132,50 @@ def test_demo_and_baseline_trainable_sets(tiny_settings: dict[str, Any]) -> None
     assert not any("gra" in n.split(".")[1] or "lora" in n for n in base_names)
     # Same seed, same random image encoder: the ablation compares decoders on identical features.
     assert encoder_fingerprint(demo.image_encoder, size) == encoder_fingerprint(base.image_encoder, size)
+
+
+def test_fourier_width_of_table_6d_is_a_train_key_checked_against_the_table(tiny_settings: dict[str, Any]) -> None:
+    torch.manual_seed(0)
+    model = build_training_model(TrainConfig(**tiny_settings, fourier_dim=64), torch.device("cpu"))
+    first = "sam_prompt_encoder.fourier_embedder.mlp.mlp.0.weight"
+    # The official MLP's hidden width is (in + 256) / 2: 192 at 128, 160 at 64.
+    assert tuple(dict(model.named_parameters())[first].shape) == (160, 64)
+    assert unsamv2_trainable_shapes(8, 64)[first] == (160, 64)
+    assert unsamv2_trainable_shapes(8, 128) == unsamv2_trainable_shapes(8)
+    assert_trainable(model, "unsamv2", fourier_dim=64)
+    with pytest.raises(RuntimeError, match=r"5 parameter\(s\) with a wrong shape .*mlp\.mlp\.0\.weight \(160, 64\) "
+                                           r"\(official \(192, 128\)\)"):
+        assert_trainable(model, "unsamv2")
+    with pytest.raises(ValueError, match="train.fourier_dim"):
+        TrainConfig(fourier_dim=63)
+
+
+def test_sam_mask_token_ablation_trains_sams_own_token_and_round_trips(tiny_settings: dict[str, Any],
+                                                                        tmp_path) -> None:
+    """Fig. 10: the granularity prompt token and LoRA train as in UnSAMv2, SAM-2's single-output mask token and its
+    head take the place of the (absent) granularity mask token; a saved checkpoint rebuilds the same model."""
+    from unsamv2.model.build import build_unsamv2
+    from unsamv2.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**tiny_settings, "trainable": "sam_mask_token"})
+    model = build_training_model(cfg, torch.device("cpu"))
+    assert_trainable(model, "sam_mask_token", lora_rank=cfg.lora_rank)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "sam_mask_decoder.mask_tokens.weight" in names
+    assert "sam_mask_decoder.output_hypernetworks_mlps.0.layers.2.weight" in names
+    assert "sam_mask_decoder.output_hypernetworks_mlps.1.layers.2.weight" not in names
+    assert not any(n.startswith("sam_mask_decoder.gra_") for n, _ in model.named_parameters())
+    # The UnSAMv2 model fails this mode's check (it has the token the ablation removes), and the reverse.
+    torch.manual_seed(0)
+    unsamv2 = build_training_model(TrainConfig(**tiny_settings), torch.device("cpu"))
+    with pytest.raises(ValueError, match="output_token='sam'"):
+        set_trainable(unsamv2, "sam_mask_token")
+    with pytest.raises(RuntimeError, match="missing from the model"):
+        assert_trainable(model, "unsamv2")
+
+    save_checkpoint(model, tmp_path / "fig10.pt")
+    rebuilt = build_unsamv2(checkpoint=tmp_path / "fig10.pt", device="cpu", image_size=cfg.image_size)
+    assert rebuilt.sam_mask_decoder.output_token == "sam"
+    for k, v in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[k], v), k

@@ -106,7 +106,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=cmd_fetch_sa1b)
 
-    p = sub.add_parser("extract-images", parents=[common], help="extract the JPEGs of an SA-1B tar")
+    p = sub.add_parser("extract-images", parents=[common],
+                       help="extract the JPEGs of an SA-1B tar, each with its annotation JSON beside it")
     p.add_argument("tar", type=Path)
     p.add_argument("--out-dir", type=Path, required=True, help="folder for the images")
     p.add_argument("--out", type=Path, required=True, help="file listing the extracted images, written last")

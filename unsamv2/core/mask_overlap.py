@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CHUNK_PIXELS", "as_mask_stack", "flatten_masks", "intersection_matrix", "iou_from_counts", "mask_areas", "mask_iou_matrix"]
+__all__ = ["CHUNK_BYTES", "CHUNK_PIXELS", "as_mask_stack", "flatten_masks", "intersection_matrix", "iou_from_counts", "mask_areas", "mask_iou_matrix"]
 
 # Pixels per matmul chunk. float32 represents integers exactly up to 2**24, so chunks of at most 2**22 pixels
 # give exact partial counts; those are accumulated in int64.
 CHUNK_PIXELS = 1 << 22
+# Bytes the float32 copies of one chunk may take. With many masks (an SA-1B image has about 100, some several
+# hundred; 16 MiB per mask at 2**22 pixels) the chunk narrows instead, so memory stops growing with the count.
+CHUNK_BYTES = 1 << 30
 
 
 def flatten_masks(stack: np.ndarray) -> np.ndarray:
@@ -39,7 +42,7 @@ def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection pixel counts: ``out[i, j] = |a_i ∩ b_j|``, shape (n, m), int64.
 
     Computed as a product of flattened 0/1 matrices, chunked over pixels so the float32 temporaries stay
-    small and every partial sum is exact.
+    within ``CHUNK_BYTES`` and every partial sum is exact.
     """
     sa = as_mask_stack(a, "a")
     sb = as_mask_stack(b, "b")
@@ -51,10 +54,13 @@ def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros((n, m), dtype=np.int64)
     if n == 0 or m == 0:
         return out
-    for start in range(0, fa.shape[1], CHUNK_PIXELS):
-        ca = fa[:, start : start + CHUNK_PIXELS].astype(np.float32)
-        cb = fb[:, start : start + CHUNK_PIXELS].astype(np.float32)
+    same = sa is sb  # a stack against itself (the hierarchy's containment): one float32 copy serves both sides
+    step = max(1, min(CHUNK_PIXELS, CHUNK_BYTES // (4 * (n if same else n + m))))
+    for start in range(0, fa.shape[1], step):
+        ca = fa[:, start : start + step].astype(np.float32)
+        cb = ca if same else fb[:, start : start + step].astype(np.float32)
         out += np.rint(ca @ cb.T).astype(np.int64)
+        del ca, cb  # freed before the next chunk's copies are made, so the peak is one chunk's
     return out
 
 

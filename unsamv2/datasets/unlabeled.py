@@ -129,13 +129,18 @@ def fetch_sa1b_tar(links_file: Path, tar_name: str, dest_dir: Path) -> Path:
 
 
 def extract_images(tar_path: Path, out_dir: Path) -> list[Path]:
-    """Extract the `.jpg` members of an SA-1B tar into `out_dir`, each written atomically (safe to rerun)."""
+    """Extract the `.jpg` members of an SA-1B tar into `out_dir`, each written atomically (safe to rerun).
+
+    Each image's annotation JSON (`sa_<id>.json`) is extracted beside it: the `sa1b_gt` and `maskcut+sa1b_gt`
+    divides of Stage 1 read it there. Returns the images only.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with tarfile.open(tar_path) as tar:
         for member in tar:
             name = Path(member.name).name
-            if not member.isfile() or not name.lower().endswith(".jpg"):
+            is_image = name.lower().endswith(".jpg")
+            if not member.isfile() or not (is_image or name.lower().endswith(".json")):
                 continue
             dst = out_dir / name
             if not dst.exists():
@@ -145,5 +150,6 @@ def extract_images(tar_path: Path, out_dir: Path) -> list[Path]:
                 with open(tmp, "wb") as fh:
                     shutil.copyfileobj(src, fh)
                 tmp.replace(dst)
-            written.append(dst)
+            if is_image:
+                written.append(dst)
     return sorted(written)

@@ -17,8 +17,12 @@ from unsamv2.discovery.crf import CrfParams
 #: Granularity formulas of the scoring stage (config key ``granularity.formula``); the first is the default:
 #: ``code`` = the official ``compute_granularity_scores_sqrt``, ``paper`` = the paper's Eq. 3 alone.
 GRANULARITY_FORMULAS: tuple[str, ...] = ("code", "paper")
-#: ``discovery.divide``: CutLER's MaskCut on backbone features, or proposals read from ``proposals_dir``.
-DIVIDE_METHODS: tuple[str, ...] = ("maskcut", "external")
+#: ``discovery.divide``: CutLER's MaskCut on backbone features, proposals read from ``proposals_dir``, SA-1B's own
+#: masks as the pseudo-labels (``sa1b_gt``, Table 5's supervised row), or MaskCut's proposals plus SA-1B's masks
+#: (``maskcut+sa1b_gt``, UnSAMv2+, paper §3.6); see :mod:`unsamv2.discovery.ground_truth`.
+DIVIDE_METHODS: tuple[str, ...] = ("maskcut", "external", "sa1b_gt", "maskcut+sa1b_gt")
+#: The ``divide`` values that read each image's SA-1B annotation JSON.
+GROUND_TRUTH_DIVIDES: tuple[str, ...] = ("sa1b_gt", "maskcut+sa1b_gt")
 #: ``discovery.relation``: how a part is assigned to an instance — containment (official code) or IoU (paper).
 RELATIONS: tuple[str, ...] = ("containment", "iou")
 #: ``discovery.refine``: refinement of instances and parts: none, CascadePSP (learned, the official code's), or
@@ -28,8 +32,10 @@ REFINERS: tuple[str, ...] = ("none", "cascadepsp", "crf")
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    divide: str = "maskcut"  # "maskcut" | "external"
+    divide: str = "maskcut"  # "maskcut" | "external" | "sa1b_gt" | "maskcut+sa1b_gt"
     proposals_dir: str | None = None
+    # Folder of the SA-1B annotation JSONs (<image stem>.json); None = beside each image, as the tars extract.
+    ground_truth_dir: str | None = None
     maskcut_masks: int = 3
     maskcut_tau: float = 0.15
     maskcut_long_side: int = 480
@@ -42,6 +48,8 @@ class DiscoveryConfig:
     crf_bilateral_srgb: float = 5.0
     crf_bilateral_compat: float = 10.0
     crf_min_iou: float = 0.5
+    # refine: crf only: a window of more pixels is refined at a reduced resolution (unsamv2.discovery.crf).
+    crf_refine_max_pixels: int = 3072
     confidence_threshold: float = 0.3
     relation: str = "containment"  # "containment" (code) | "iou" (paper)
     overlap_threshold: float = 0.8
@@ -83,7 +91,8 @@ class DiscoveryConfig:
         """The dense-CRF parameters of the ``crf_*`` keys."""
         try:
             return CrfParams(self.crf_iterations, self.crf_gaussian_sxy, self.crf_gaussian_compat,
-                             self.crf_bilateral_sxy, self.crf_bilateral_srgb, self.crf_bilateral_compat)
+                             self.crf_bilateral_sxy, self.crf_bilateral_srgb, self.crf_bilateral_compat,
+                             self.crf_refine_max_pixels)
         except ValueError as exc:
             raise ValueError(f"discovery.crf_*: {exc}") from exc
 
@@ -96,13 +105,26 @@ class DiscoveryConfig:
     @property
     def refines_instances(self) -> bool:
         """Whether the refiner also runs on each instance before conquer (as the official code's CascadePSP).
-        Not for ``crf`` on MaskCut instances that its CRF already made pixel-precise: the same CRF again would
-        only cost time."""
-        return self.refine != "none" and not (self.refine == "crf" and self.divide == "maskcut" and self.maskcut_crf)
+        Not for ``crf`` on MaskCut instances that its CRF already made pixel-precise (nor on SA-1B's masks,
+        pixel-precise already): the same CRF again would only cost time. ``sa1b_gt`` refines nothing."""
+        return self.uses_backbone and self.refine != "none" and not (
+            self.refine == "crf" and self.divide in ("maskcut", "maskcut+sa1b_gt") and self.maskcut_crf
+        )
+
+    @property
+    def needs_ground_truth(self) -> bool:
+        """Whether each image's SA-1B annotation JSON is read (``ground_truth_dir`` or beside the image)."""
+        return self.divide in GROUND_TRUTH_DIVIDES
+
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether a feature backbone runs (MaskCut or conquer); ``sa1b_gt`` writes SA-1B's masks as they are."""
+        return self.divide != "sa1b_gt"
 
     @property
     def uses_gpu(self) -> bool:
-        return self.device.startswith("cuda")
+        """Whether a discovery job needs a GPU: ``sa1b_gt`` runs no model, whatever ``device`` says."""
+        return self.uses_backbone and self.device.startswith("cuda")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -17,16 +17,24 @@ pseudo-mask at the resolution of the image MaskCut saw:
 The unary is weak (odds 0.73 : 0.27), so the bilateral kernel, which pulls pixels of similar colour within
 about 50 px towards the same label, moves the staircase of the patch grid onto the image's colour edges.
 
-The same CRF is the weight-free refinement of patch-grid masks (``discovery.refine: crf``,
-:func:`refine_with_crf`): the instances' parts from the conquer step are unions of backbone patches. There it
-runs in a window around each mask (its bounding box grown by 10 % of its size and 4 px on every side, clipped to
-the image), because the mask's edge moves by about a patch at most and the cost grows with the window's pixels;
-a result with IoU < 0.5 with the input is not dropped but replaced by the input, so no part is lost.
+The same CRF is the weight-free refinement of patch-grid masks (``discovery.refine: crf``, :func:`refine_with_crf`):
+the instances' parts from the conquer step are unions of backbone patches. There it runs in a window around each
+mask (its bounding box grown by 10 % of its size and 4 px on every side, clipped to the image), because the mask's
+edge moves by about a patch at most and the cost grows with the window's pixels; a result with IoU < 0.5 with the
+input is not dropped but replaced by the input, so no part is lost. A window of more than
+``CrfParams.refine_max_pixels`` pixels (``discovery.crf_refine_max_pixels``) is refined at a reduced resolution,
+because the CRF's cost is per pixel (window setup and every mean-field step; measured in README, "Pseudo-labels at
+pixel precision"): the window is area-downsampled to about that many pixels, the mask with it into the fraction of
+each reduced pixel it covers, which is the soft foreground of the unary (logits ``1 − m``, ``m`` as CutLER's, no
+longer only 0 or 1), the kernels' widths scale with the image, and the marginals' difference fg − bg is bilinearly
+upsampled back to the window and thresholded at 0, so the edge lands between pixels of the reduced grid rather than
+on it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -36,7 +44,8 @@ from unsamv2.core.mask_overlap import iou_from_counts
 WINDOW_FRACTION = 0.1
 WINDOW_PIXELS = 4
 
-__all__ = ["CrfParams", "crf_unary", "dense_crf", "maskcut_crf", "refine_window", "refine_with_crf"]
+__all__ = ["CrfParams", "crf_margin", "crf_unary", "dense_crf", "maskcut_crf", "refine_in_window", "refine_window",
+           "refine_with_crf"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,15 @@ class CrfParams:
     bilateral_sxy: float = 50.0  # Bi_XY_STD
     bilateral_srgb: float = 5.0  # Bi_RGB_STD
     bilateral_compat: float = 10.0  # Bi_W
+    # Not CutLER's: the largest window the weight-free refinement (refine_with_crf) runs at full resolution;
+    # MaskCut's CRF (maskcut_crf) always runs at full resolution, as CutLER's.
+    refine_max_pixels: int = 3072
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"CRF iterations must be >= 1, got {self.iterations}")
+        if self.refine_max_pixels < 4:
+            raise ValueError(f"CRF refine_max_pixels must be >= 4, got {self.refine_max_pixels}")
         for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"CRF {name} must be > 0, got {getattr(self, name)}")
@@ -62,7 +76,10 @@ class CrfParams:
 
 
 def crf_unary(mask: np.ndarray) -> np.ndarray:
-    """CutLER's unary energy of a binary mask: (2, H·W) float32 ``−log softmax([1 − m, m])`` (bg row first)."""
+    """CutLER's unary energy of a mask: (2, H·W) float32 ``−log softmax([1 − m, m])`` (bg row first).
+
+    ``m`` is the binary mask (CutLER) or, for a soft mask, each pixel's foreground fraction in [0, 1].
+    """
     m = np.asarray(mask, dtype=np.float64).reshape(-1)
     logits = np.stack([1.0 - m, m])
     # softmax of two logits differing by ±1: the larger gets σ(1), the other σ(−1)
@@ -77,10 +94,17 @@ def dense_crf(image: np.ndarray, mask: np.ndarray, params: CrfParams = CrfParams
     Returns an (H, W) bool array: the argmax of the marginals after ``params.iterations`` mean-field steps
     (ties go to background, as ``np.argmax`` over (bg, fg) does in CutLER).
     """
+    return crf_margin(image, np.asarray(mask, dtype=bool), params) > 0
+
+
+def crf_margin(image: np.ndarray, mask: np.ndarray, params: CrfParams = CrfParams(), scale: float = 1.0) -> np.ndarray:
+    """Marginal fg − bg (H, W float32) of the dense CRF started from the binary or soft (values in [0, 1])
+    ``mask`` on the (H, W, 3) uint8 RGB ``image``, with the kernels' widths (``*_sxy``, in pixels) multiplied by
+    ``scale``: the image is ``scale`` times the one they were chosen for."""
     import pydensecrf.densecrf as dcrf  # compiled extension: imported where it is used
 
     img = np.asarray(image)
-    m = np.asarray(mask, dtype=bool)
+    m = np.asarray(mask)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"image: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
     if m.shape != img.shape[:2]:
@@ -88,12 +112,12 @@ def dense_crf(image: np.ndarray, mask: np.ndarray, params: CrfParams = CrfParams
     h, w = m.shape
     crf = dcrf.DenseCRF2D(w, h, 2)
     crf.setUnaryEnergy(crf_unary(m))
-    crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
+    crf.addPairwiseGaussian(sxy=params.gaussian_sxy * scale, compat=params.gaussian_compat)
     # pydensecrf needs a writable C-contiguous buffer; PIL-backed arrays are read-only, hence the copy.
-    crf.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
+    crf.addPairwiseBilateral(sxy=params.bilateral_sxy * scale, srgb=params.bilateral_srgb,
                              rgbim=np.array(img, order="C"), compat=params.bilateral_compat)
     q = np.asarray(crf.inference(params.iterations), dtype=np.float32).reshape(2, h, w)
-    return q[1] > q[0]
+    return q[1] - q[0]
 
 
 def maskcut_crf(
@@ -141,5 +165,19 @@ def refine_with_crf(
         return None
     y0, y1, x0, x1 = refine_window(m)
     refined = np.zeros_like(m)
-    refined[y0:y1, x0:x1] = dense_crf(np.asarray(image)[y0:y1, x0:x1], m[y0:y1, x0:x1], params)
+    refined[y0:y1, x0:x1] = refine_in_window(np.asarray(image)[y0:y1, x0:x1], m[y0:y1, x0:x1], params)
     return refined if _iou(refined, m) >= min_iou else m
+
+
+def refine_in_window(image: np.ndarray, mask: np.ndarray, params: CrfParams = CrfParams()) -> np.ndarray:
+    """The refined (H, W) bool mask of one window: :func:`dense_crf` when the window has at most
+    ``params.refine_max_pixels`` pixels, else the CRF at the reduced resolution of the module docstring."""
+    h, w = mask.shape
+    if h * w <= params.refine_max_pixels:
+        return dense_crf(image, mask, params)
+    scale = (params.refine_max_pixels / (h * w)) ** 0.5
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))  # cv2's (width, height)
+    small_image = cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA)
+    soft = cv2.resize(np.asarray(mask, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    margin = crf_margin(small_image, np.clip(soft, 0.0, 1.0), params, scale=size[0] / w)
+    return cv2.resize(margin, (w, h), interpolation=cv2.INTER_LINEAR) > 0

@@ -7,8 +7,9 @@ side, clipped to the image; L = clamp(window long side, 100, 900); output binari
 fraction is < 0.0 or > 0.9 or its IoU with the input is < 0.5.
 
 ``crf`` needs no weights: every mask is refined by the same fully connected CRF as MaskCut's post-processing,
-run in a window around the mask (:func:`unsamv2.discovery.crf.refine_with_crf`), so a patch-grid staircase moves
-onto the image's colour edges. The pipeline then cuts every refined part back to its refined instance
+run in a window around the mask (:func:`unsamv2.discovery.crf.refine_with_crf`; a window larger than
+``crf_refine_max_pixels`` at a reduced resolution), so a patch-grid staircase moves onto the image's colour edges.
+The pipeline then cuts every refined part back to its refined instance
 (:attr:`DiscoveryConfig.clips_parts_to_instance`), so the hierarchy and the granularity formula's areas nest.
 """
 from __future__ import annotations

@@ -16,15 +16,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from unsamv2.datasets.unlabeled import read_image_list
 from unsamv2.discovery.config import DiscoveryConfig
 from unsamv2.discovery.features import FeatureBackbone
+from unsamv2.discovery.ground_truth import (
+    ground_truth_annotations,
+    ground_truth_path,
+    load_ground_truth,
+    require_ground_truth,
+    union_proposals,
+)
 from unsamv2.discovery.pipeline import (
     ImageResult,
+    RawAnnotation,
     Refiner,
     discover_masks,
+    divide_maskcut,
     load_external_proposals,
     to_sa1b_json,
 )
@@ -65,16 +75,41 @@ def output_name(image_path: Path) -> str:
     return f"{image_path.stem}.json"
 
 
+def annotate_image(
+    image: np.ndarray, path: Path, cfg: DiscoveryConfig, backbone: FeatureBackbone | None, refiner: Refiner | None
+) -> list[RawAnnotation]:
+    """The raw annotations of one image by ``cfg.divide``; ``backbone`` may be None only for ``sa1b_gt``."""
+    h, w = image.shape[:2]
+    # The ground truth is read first: a missing JSON fails the image before any feature is computed.
+    gt = load_ground_truth(ground_truth_path(path, cfg.ground_truth_dir), h, w) if cfg.needs_ground_truth else None
+    if cfg.divide == "sa1b_gt":
+        assert gt is not None
+        return ground_truth_annotations(gt, cfg)
+    assert backbone is not None, f"discovery.divide '{cfg.divide}' needs a feature backbone"
+    proposals = None
+    if cfg.divide == "external":
+        assert cfg.proposals_dir is not None
+        proposals = load_external_proposals(Path(cfg.proposals_dir) / output_name(path), h, w)
+    elif cfg.divide == "maskcut+sa1b_gt":
+        assert gt is not None
+        proposals = union_proposals(divide_maskcut(image, backbone, cfg), gt, cfg)
+    return discover_masks(image, backbone, cfg, proposals=proposals, refiner=refiner)
+
+
 def discover_shard(
     items: Sequence[tuple[int, Path]],
     out_dir: Path,
     cfg: DiscoveryConfig,
-    backbone: FeatureBackbone,
+    backbone: FeatureBackbone | None,
     refiner: Refiner | None = None,
     progress: bool = True,
 ) -> list[ImageResult]:
-    """Discover masks for every image in `items`; never raises for a bad image (it is reported instead)."""
+    """Discover masks for every image in `items`; never raises for a bad image (it is reported instead).
+
+    Raises only when a ground-truth ``divide`` finds no annotation JSON for any image still to do.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    require_ground_truth([p for _, p in items if not (out_dir / output_name(p)).exists()], cfg)
     results: list[ImageResult] = []
     for image_id, path in tqdm(items, desc="discover", unit="img", disable=not progress):
         target = out_dir / output_name(path)
@@ -86,13 +121,7 @@ def discover_shard(
         t0 = time.perf_counter()
         try:
             image = load_image_rgb(path)
-            proposals = None
-            if cfg.divide == "external":
-                assert cfg.proposals_dir is not None
-                proposals = load_external_proposals(
-                    Path(cfg.proposals_dir) / output_name(path), image.shape[0], image.shape[1]
-                )
-            anns = discover_masks(image, backbone, cfg, proposals=proposals, refiner=refiner)
+            anns = annotate_image(image, path, cfg, backbone, refiner)
             atomic_write_json(target, to_sa1b_json(anns, image_id, path.name, image.shape[:2]))
             results.append(ImageResult(image_id, path.name, "ok", len(anns), time.perf_counter() - t0))
             log.info("%s: %d masks in %.2f s", path, len(anns), time.perf_counter() - t0)
@@ -124,8 +153,13 @@ def run_shard(
     items = shard_slice(read_image_list(image_list), shard, shard_size)
     ensure_free_space(out_dir, DISCOVERY_BYTES_PER_IMAGE * len(items),
                       f"discovery shard {shard} ({len(items)} images)")
-    backbone = build_backbone(backbone_name, weights=weights, device=cfg.device)
-    refiner = build_refiner(cfg.refine, device=cfg.device, crf=cfg.crf_params())
+    # Before the backbone loads (minutes for DINOv3): without any annotation JSON every image would fail.
+    require_ground_truth([p for _, p in items if not (out_dir / output_name(p)).exists()], cfg)
+    backbone: FeatureBackbone | None = None
+    refiner: Refiner | None = None
+    if cfg.uses_backbone:
+        backbone = build_backbone(backbone_name, weights=weights, device=cfg.device)
+        refiner = build_refiner(cfg.refine, device=cfg.device, crf=cfg.crf_params())
     results = discover_shard(items, out_dir, cfg, backbone, refiner=refiner, progress=progress)
     write_manifest(manifest, results)
     return results

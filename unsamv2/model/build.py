@@ -45,6 +45,7 @@ __all__ = [
     "build_unsamv2",
     "count_trainable_parameters",
     "detect_model_size",
+    "granularity_config_from_state_dict",
     "normalize_model_size",
     "sam2_feature_sizes",
     "sam2_image_predictor",
@@ -119,6 +120,24 @@ class GranularityConfig:
     temperature: float = 100.0
     mlp_layers: int = 3
     mlp_dropout: float = 0.1
+    output_token: str = "granularity"  # "sam": the Fig. 10 ablation (unsamv2.model.decoder.OUTPUT_TOKENS)
+
+
+def granularity_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GranularityConfig:
+    """The granularity-module shape a checkpoint was trained with (the official defaults where it holds none):
+    the LoRA rank from its ``lora_A`` factors, the Fourier width from the granularity MLP's first layer. A stock
+    SAM-2.1 or LoRA-merged checkpoint gives the defaults (its LoRA, fresh with B = 0, contributes nothing).
+    A granularity encoder without a granularity mask token is the Fig. 10 ablation (``output_token="sam"``)."""
+    changes: dict[str, int | str] = {}
+    for key, tensor in state_dict.items():
+        if key.endswith(".lora_A"):
+            changes["lora_rank"] = int(tensor.shape[0])
+        elif key.endswith("fourier_embedder.mlp.mlp.0.weight"):
+            changes["fourier_dim"] = int(tensor.shape[1])
+    has_encoder = any(k.startswith("sam_prompt_encoder.granularity_embedding.") for k in state_dict)
+    if has_encoder and not any(k.startswith("sam_mask_decoder.gra_token.") for k in state_dict):
+        changes["output_token"] = "sam"
+    return GranularityConfig(**changes)  # type: ignore[arg-type]
 
 
 def normalize_model_size(size: str) -> str:
@@ -308,7 +327,7 @@ def attach_granularity_modules(model: SAM2Base, config: GranularityConfig | None
         mlp_layers=cfg.mlp_layers,
         mlp_dropout=cfg.mlp_dropout,
     )
-    model.sam_mask_decoder = GranularityMaskDecoder.from_mask_decoder(model.sam_mask_decoder)
+    model.sam_mask_decoder = GranularityMaskDecoder.from_mask_decoder(model.sam_mask_decoder, cfg.output_token)
     if cfg.lora_rank > 0:
         apply_lora(
             model.sam_mask_decoder.transformer,
@@ -358,7 +377,8 @@ def build_unsamv2(
             freshly initialised) or the official UnSAMv2 format (see :mod:`unsamv2.model.checkpoint`).
         device: where the model lives; always explicit (``"cpu"`` works).
         image_size: model input resolution (1024 for all released weights; smaller multiples of 64 for fast tests).
-        config: granularity-module hyper-parameters (default: official).
+        config: granularity-module hyper-parameters (default: those the checkpoint was trained with, read from its
+            shapes by :func:`granularity_config_from_state_dict`; the official ones without a checkpoint).
         video: build the video predictor subclass (:class:`unsamv2.model.video.UnSAMv2VideoPredictor`).
         merge_lora_weights: fold LoRA into the base weights after loading (inference only).
         mode: ``"eval"`` or ``"train"`` (the module mode; frozen parameters stay frozen either way).
@@ -388,6 +408,8 @@ def build_unsamv2(
         # kernel is missing and sam2 would warn on every frame, so it stays off there.
         extra.append("++model.fill_hole_area=8")
     model = build_sam2_base(size, image_size=image_size, video=video, extra_overrides=extra)
+    if config is None and state_dict is not None:
+        config = granularity_config_from_state_dict(state_dict)
     attach_granularity_modules(model, config)
     if state_dict is not None:
         report = load_state_dict_into_model(model, state_dict, source=source)

@@ -5,6 +5,10 @@ The token sequence entering the two-way transformer is
 is the one of ``gra_token`` (through its own 3-layer hypernetwork ``gra_output_token_mlp``, 256→256→256→32). The
 IoU score is *not* specific to that token: it is the frozen IoU head's slot 0 (single output) or the maximum of
 slots 1–3 (``multimask_output=True``), exactly as the official code.
+
+``output_token="sam"`` builds the paper's Fig. 10 ablation ("w/o granularity token"): no new token; the mask is
+SAM-2's own single-output mask token (slot 0 through ``output_hypernetworks_mlps[0]``), which is then fine-tuned
+while the granularity still enters as the prompt token. Same outputs, same 4-tuple.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam2_utils import MLP
 from torch import nn
 
-__all__ = ["GranularityMaskDecoder"]
+__all__ = ["OUTPUT_TOKENS", "GranularityMaskDecoder"]
+
+#: Which token's mask the decoder returns: the added granularity token (UnSAMv2) or SAM-2's own single-output mask
+#: token (the Fig. 10 ablation; its checkpoints hold no ``gra_token`` / ``gra_output_token_mlp`` keys).
+OUTPUT_TOKENS: tuple[str, ...] = ("granularity", "sam")
 
 
 class GranularityMaskDecoder(MaskDecoder):
@@ -28,17 +36,22 @@ class GranularityMaskDecoder(MaskDecoder):
     the one returned.
     """
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, output_token: str = "granularity", **kwargs: object) -> None:
         super().__init__(**kwargs)
-        dim = self.transformer_dim
-        self.gra_token = nn.Embedding(1, dim)
-        self.gra_output_token_mlp = MLP(dim, dim, dim // 8, 3)
+        if output_token not in OUTPUT_TOKENS:
+            raise ValueError(f"output_token must be one of {', '.join(OUTPUT_TOKENS)}, got {output_token!r}")
+        self.output_token = output_token
+        if output_token == "granularity":
+            dim = self.transformer_dim
+            self.gra_token = nn.Embedding(1, dim)
+            self.gra_output_token_mlp = MLP(dim, dim, dim // 8, 3)
 
     @classmethod
-    def from_mask_decoder(cls, base: MaskDecoder) -> GranularityMaskDecoder:
+    def from_mask_decoder(cls, base: MaskDecoder, output_token: str = "granularity") -> GranularityMaskDecoder:
         """Build from a stock decoder: same hyper-parameters, *the same transformer module*, weights copied."""
         iou_head = base.iou_prediction_head
         dec = cls(
+            output_token=output_token,
             transformer_dim=base.transformer_dim,
             transformer=base.transformer,
             num_multimask_outputs=base.num_multimask_outputs,
@@ -93,12 +106,14 @@ class GranularityMaskDecoder(MaskDecoder):
         repeat_image: bool,
         high_res_features: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the transformer; returns (granularity mask logits [B,1,H,W], all 4 IoU slots [B,4],
-        granularity token output [B,1,C], object score logits [B,1])."""
+        """Run the transformer; returns (mask logits of the output token [B,1,H,W], all 4 IoU slots [B,4],
+        that token's output [B,1,C], object score logits [B,1])."""
         batch = sparse_prompt_embeddings.shape[0]
         s = 1 if self.pred_obj_scores else 0
         parts = [self.obj_score_token.weight] if self.pred_obj_scores else []
-        parts += [self.iou_token.weight, self.mask_tokens.weight, self.gra_token.weight]
+        parts += [self.iou_token.weight, self.mask_tokens.weight]
+        if self.output_token == "granularity":
+            parts.append(self.gra_token.weight)
         output_tokens = torch.cat(parts, dim=0).unsqueeze(0).expand(batch, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
 
@@ -121,8 +136,9 @@ class GranularityMaskDecoder(MaskDecoder):
 
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, s, :]
-        gra_index = s + 1 + self.num_mask_tokens
-        gra_token_out = hs[:, gra_index : gra_index + 1, :]
+        # The returned token: the granularity token after SAM's four, or SAM's own single-output token (slot 0).
+        out_index = s + 1 + (self.num_mask_tokens if self.output_token == "granularity" else 0)
+        gra_token_out = hs[:, out_index : out_index + 1, :]
 
         src = src.transpose(1, 2).reshape(b, c, h, w)
         if not self.use_high_res_features:
@@ -134,7 +150,8 @@ class GranularityMaskDecoder(MaskDecoder):
             upscaled = act2(dc2(upscaled) + feat_s0)
 
         # Only the granularity token's mask is ever returned, so the four SAM masks are not computed.
-        hyper_in = self.gra_output_token_mlp(gra_token_out)  # [B, 1, C/8]
+        head = self.gra_output_token_mlp if self.output_token == "granularity" else self.output_hypernetworks_mlps[0]
+        hyper_in = head(gra_token_out)  # [B, 1, C/8]
         b, c8, hh, ww = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c8, hh * ww)).reshape(b, 1, hh, ww)
 

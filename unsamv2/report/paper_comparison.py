@@ -10,7 +10,11 @@ are read from the run's summary CSVs:
   over the table's datasets, whose NoC90 column takes NoC85 on part datasets exactly as the paper's does;
 - whole image (Table 3): ``evaluation/whole_image/<model>/<dataset>/summary.csv`` (``ar1000`` in percent), the
   average over the five benchmarks as the paper's "Avg" column;
-- video (no paper table): ``evaluation/video/<model>/<dataset>/summary.csv``.
+- video (no paper table): ``evaluation/video/<model>/<dataset>/summary.csv``;
+- the ablations (Tables 4, 5, 6, Fig. 10) and UnSAMv2+ (Tables 1, 2, 5): the summaries of the run's variants,
+  ``variants/<name>/evaluation/interactive/<model>/<dataset>/summary.csv`` (config section ``experiments``), each
+  beside the paper row its ``paper`` key names; the rows of the paper's default recipe come from the run itself
+  (``report.paper_rows``). These tables appear only in runs with variants.
 
 A value that is missing is left empty with the reason in ``note`` (stage not run, dataset not configured, job not
 run yet, method not reproduced here) — never written as zero.
@@ -25,7 +29,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,13 @@ MODEL_NAMES: dict[str, str] = {"unsamv2": "UnSAMv2", "sam2": "SAM-2"}
 #: Paper methods this pipeline does not reproduce (other papers' models, or variants not in this run).
 NOT_REPRODUCED = "not reproduced by this pipeline"
 VARIANT_NOT_RUN = "UnSAMv2+ (pseudo-labels + SA-1B ground truth) is not part of this run"
+#: The paper's ablation tables, built from the run's variants (method.md §6).
+ABLATION_TABLES: tuple[str, ...] = ("table4", "table5", "table6", "fig10")
+#: The evaluated modes that stand beside a paper row of a variant: the paper's numbers are UnSAMv2∗ (the
+#: granularity oracle); a variant of the stock architecture (``trainable: baseline_no_granularity``) shows both
+#: SAM-2 modes.
+VARIANT_MODES: dict[str, tuple[str, ...]] = {"unsamv2": ("oracle",), "sam2": ("none", "best_of_3")}
+NO_VARIANT = "no variant of this run reproduces it (experiments.<name>.paper)"
 WHOLE_IMAGE_METRIC = "AR1000"
 VIDEO_METRICS: dict[str, str] = {"J&F": "jf_mean", "J": "j_mean", "F": "f_mean"}
 AVERAGE = "average"
@@ -100,6 +111,11 @@ class RunInfo:
     whole_image_models: list[str] = field(default_factory=list)
     video_datasets: list[str] = field(default_factory=list)
     video_models: list[str] = field(default_factory=list)
+    #: the run's variants (config section ``experiments``): name → {"model", "modes", "datasets", "paper"}, where
+    #: "paper" maps a paper table to the rows of ``paper_values.csv`` the variant reproduces
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the paper rows the run's own training reproduces (``report.paper_rows``): table → rows
+    paper_rows: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> RunInfo:
@@ -166,9 +182,11 @@ def _number(text: str | None) -> float | None:
 class _RunResults:
     """Finds the run's summary CSVs and says why a value is missing."""
 
-    def __init__(self, run_dir: Path, info: RunInfo) -> None:
+    def __init__(self, run_dir: Path, info: RunInfo, shown_from: Path | None = None) -> None:
         self.run_dir = run_dir
         self.info = info
+        # Missing files are named relative to this folder (the results folder of every run).
+        self.shown_from = run_dir.parent if shown_from is None else shown_from
 
     def _path(self, kind: str, model: str, dataset: str) -> Path:
         return self.run_dir / "evaluation" / kind / model / dataset / "summary.csv"
@@ -201,7 +219,7 @@ class _RunResults:
             return f"model {model} not in {section}.models"
         if dataset not in self._configured(kind):
             return f"dataset not in this run's {section}.datasets"
-        return f"not run yet ({path.relative_to(self.run_dir.parent)})"
+        return f"not run yet ({path.relative_to(self.shown_from)})"
 
     def rows(self, kind: str, model: str, dataset: str) -> list[dict[str, str]]:
         path = self._path(kind, model, dataset)
@@ -276,6 +294,10 @@ def _interactive_paper_table(
     for p in entries:
         counterparts = INTERACTIVE_COUNTERPARTS.get(p["method"])
         if not counterparts:
+            provided = _variant_rows(table, p, results, datasets)
+            if provided:
+                out += provided
+                continue
             note = VARIANT_NOT_RUN if p["method"].startswith("UnSAMv2+") else NOT_REPRODUCED
             out.append(ComparisonRow(table, p["method"], p["dataset"], p["metric"], p["value"], None, note))
             continue
@@ -303,6 +325,60 @@ def _interactive_paper_table(
                 ours = _interactive_value(row, metric) if row is not None else None
                 out.append(ComparisonRow(table, _mode_label(model, mode), dataset, metric, None, ours,
                                          OWN_ONLY_NOTES["interactive"] if row is not None else reason))
+    return out
+
+
+def _providers(table: str, method: str, results: _RunResults) -> list[tuple[str, _RunResults, str]]:
+    """Who reproduces the paper row (table, method): the run itself (``report.paper_rows``) and the variants that
+    name it (``experiments.<name>.paper``), as (variant name or "", their results, evaluated model)."""
+    info = results.info
+    out = []
+    if method in info.paper_rows.get(table, []):
+        out.append(("", results, "unsamv2"))
+    for name, variant in info.experiments.items():
+        if method in variant["paper"].get(table, []):
+            model = variant["model"]
+            own = replace(info, models=[model], modes={model: list(variant["modes"])},
+                          interactive_datasets=list(variant["datasets"]))
+            out.append((name, _RunResults(results.run_dir / "variants" / name, own, results.shown_from), model))
+    return out
+
+
+def _variant_rows(
+    table: str, p: Mapping[str, Any], results: _RunResults, datasets: Sequence[str]
+) -> list[ComparisonRow]:
+    """Our rows beside the paper row ``p``, one per provider and mode (empty when nobody reproduces it)."""
+    out = []
+    for name, provider, model in _providers(table, p["method"], results):
+        for mode in VARIANT_MODES[model]:
+            row, reason = _lookup_interactive(provider, model, mode, p["dataset"], datasets)
+            if row is not None and not _measured(provider, p["metric"]):
+                row, reason = None, NOC_NOT_MEASURED
+            ours = _interactive_value(row, p["metric"]) if row is not None else None
+            if row is not None and ours is None:
+                reason = f"{p['metric']} not observable (the loop stops at a lower target IoU)"
+            method = f"{p['method']} [{mode}]" + (f" ({name})" if name else "")
+            out.append(ComparisonRow(table, method, p["dataset"], p["metric"], p["value"], ours, reason))
+    return out
+
+
+def _ablation_table(table: str, paper: Sequence[Mapping[str, Any]], results: _RunResults) -> list[ComparisonRow]:
+    """One of Tables 4–6 / Fig. 10: SAM-2 from the run, every other row from whoever reproduces it."""
+    entries = [p for p in paper if p["table"] == table]
+    datasets = list(dict.fromkeys(p["dataset"] for p in entries if p["dataset"] != AVERAGE))
+    out: list[ComparisonRow] = []
+    for p in entries:
+        if p["method"] in INTERACTIVE_COUNTERPARTS:
+            for model, mode in INTERACTIVE_COUNTERPARTS[p["method"]]:
+                row, reason = _lookup_interactive(results, model, mode, p["dataset"], datasets)
+                if row is not None and not _measured(results, p["metric"]):
+                    row, reason = None, NOC_NOT_MEASURED
+                ours = _interactive_value(row, p["metric"]) if row is not None else None
+                out.append(ComparisonRow(table, f"{p['method']} [{mode}]", p["dataset"], p["metric"], p["value"],
+                                         ours, reason))
+            continue
+        out += _variant_rows(table, p, results, datasets) or [
+            ComparisonRow(table, p["method"], p["dataset"], p["metric"], p["value"], None, NO_VARIANT)]
     return out
 
 
@@ -418,6 +494,12 @@ def build_comparison(
     rows += _interactive_paper_table("table1", paper, results)
     rows += _interactive_paper_table("table2", paper, results)
     rows += _whole_image_table(paper, results)
+    # Only in runs with variants: without them every row would be a missing value.
+    claimed = {table for rows_of in [info.paper_rows, *(v["paper"] for v in info.experiments.values())]
+               for table in rows_of}
+    for table in ABLATION_TABLES:
+        if table in claimed:
+            rows += _ablation_table(table, paper, results)
     return rows
 
 
@@ -445,6 +527,10 @@ TABLE_TITLES: dict[str, str] = {
     "table3": "Table 3 — whole-image AR@1000 (%)",
     "whole_image": "Whole-image AR@1000 (%) on this run's own benchmarks (no paper values)",
     "video": "Video J&F (this project's benchmark; the paper has no video numbers)",
+    "table4": "Table 4 — training-set size (variants of this run)",
+    "table5": "Table 5 — supervised (SA-1B ground truth) vs unsupervised training data, 1-IoU (variants)",
+    "table6": "Table 6 — design ablations, PartImageNet NoC80 (variants of this run)",
+    "fig10": "Fig. 10 — granularity-token ablation, 1-IoU (variants of this run)",
 }
 
 

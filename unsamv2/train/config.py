@@ -20,11 +20,15 @@ a default).
     to segment at all; the image encoder stays frozen (random) — its features still carry colour and texture
     locally, and keeping it frozen is what makes the embedding cache possible on 2 CPU cores.
 ``baseline_no_granularity``
-    the SAM-2-style ablation (the paper's Fig. 10 in miniature): stock SAM-2 architecture without any
+    the SAM-2-style baseline of the offline demo: stock SAM-2 architecture without any
     granularity module, the same prompt-encoder + mask-decoder parameters as ``demo_from_scratch`` trained,
     SAM-2's own mask tokens with **multimask output on the first click** and the best-of-3 loss (the candidate
     with the lowest focal×20 + dice loss is supervised, as SAM-2's ``MultiStepMultiMasksAndIous``); correction
     steps use the single-mask output, as SAM-2 does once there is more than one click.
+``sam_mask_token``
+    the paper's Fig. 10 ablation ("w/o granularity token"): the granularity prompt token and LoRA as ``unsamv2``,
+    but no new output token — SAM-2's own single-output mask token (``mask_tokens`` and its hypernetwork head
+    ``output_hypernetworks_mlps.0``) is fine-tuned to answer at the clicked granularity.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ from unsamv2.core.settings import settings_from_json, settings_from_mapping
 
 __all__ = ["BASE_CHECKPOINT_SAM2", "CORRECTION_METHODS", "PAPER_LOSS_WEIGHTS", "TRAINABLE_MODES", "TrainConfig"]
 
-TRAINABLE_MODES: tuple[str, ...] = ("unsamv2", "demo_from_scratch", "baseline_no_granularity")
+TRAINABLE_MODES: tuple[str, ...] = ("unsamv2", "demo_from_scratch", "baseline_no_granularity", "sam_mask_token")
 #: Correction-click samplers (``train.correction_sampler``): SAM-2's uniform one and the GraCo-style one.
 CORRECTION_METHODS: tuple[str, ...] = ("uniform", "graco")
 #: ``train.base_checkpoint: sam2`` in the workflow config = the stock SAM-2.1 checkpoint of ``model_size``,
@@ -71,6 +75,8 @@ class TrainConfig:
         base_checkpoint: SAM-2.1 (or UnSAMv2) ``.pt`` to start from; ``None`` = random initialisation
             (the offline demo; no pretrained weights exist offline).
         lora_rank: LoRA rank on the decoder's attention projections (8; 0 = no LoRA).
+        fourier_dim: width of the granularity's Fourier features, the granularity MLP's input (128; paper Table 6d
+            ablates 32 / 64 / 128 / 256). A checkpoint records it in its tensors' shapes.
         lora_dropout, mlp_dropout: dropout of the LoRA input and of the granularity MLP (0.1 as the official code;
             the DDP equivalence test sets them to 0 so that two runs draw no random dropout masks).
         image_size: square model input (1024 in the paper; any positive multiple of 64).
@@ -121,6 +127,7 @@ class TrainConfig:
     model_size: str = "small"
     base_checkpoint: str | None = None
     lora_rank: int = 8
+    fourier_dim: int = 128
     lora_dropout: float = 0.1
     mlp_dropout: float = 0.1
     image_size: int = 1024
@@ -170,10 +177,14 @@ class TrainConfig:
         for key, value in positive.items():
             if int(value) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {value}")
-        if self.correction_clicks < 0 or self.lora_rank < 0 or self.num_workers < 0 or self.save_state_every < 0:
-            raise ValueError("train.correction_clicks, lora_rank, num_workers and save_state_every must be >= 0")
+        for key in ("correction_clicks", "lora_rank", "num_workers", "save_state_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if not (0.0 < self.min_lr <= self.lr):
             raise ValueError(f"train.min_lr must lie in (0, lr = {self.lr}], got {self.min_lr}")
+        if self.fourier_dim < 2 or self.fourier_dim % 2:
+            raise ValueError(f"train.fourier_dim must be a positive even number (sin and cos of each frequency), "
+                             f"got {self.fourier_dim}")
         if self.warmup_steps < 0:
             raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
         for key, value in self.loss_weights.items():
@@ -218,7 +229,7 @@ class TrainConfig:
 
     def baseline(self) -> TrainConfig:
         """The SAM-2-style ablation with the same budget: stock architecture (no granularity input, no LoRA),
-        prompt encoder and mask decoder trained with SAM-2's multimask best-of-3 loss (paper Fig. 10)."""
+        prompt encoder and mask decoder trained with SAM-2's multimask best-of-3 loss."""
         return self.replace(trainable="baseline_no_granularity", lora_rank=0)
 
     def resolve_base_checkpoint(self) -> TrainConfig:

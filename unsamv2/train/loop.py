@@ -144,7 +144,7 @@ def train(
     try:
         torch.manual_seed(config.seed)  # identical initialisation on every rank
         model = build_training_model(config, ctx.device)
-        assert_trainable(model, config.trainable, lora_rank=config.lora_rank)
+        assert_trainable(model, config.trainable, lora_rank=config.lora_rank, fourier_dim=config.fourier_dim)
         params = [p for p in model.parameters() if p.requires_grad]
         n_trainable = sum(p.numel() for p in params)
         frozen_digest = parameter_digest([p for p in model.parameters() if not p.requires_grad])

@@ -57,6 +57,23 @@ _GRANULARITY_MODULE_SHAPES: dict[str, tuple[int, ...]] = {
     "sam_mask_decoder.gra_output_token_mlp.layers.2.bias": (32,),
 }
 
+#: What ``sam_mask_token`` trains instead of the granularity mask token and its head: SAM-2's four mask tokens (one
+#: embedding table; slot 0 is the single-output token it reads) and slot 0's hypernetwork head, 256 → 256 → 256 → 32.
+_SAM_SINGLE_OUTPUT_TOKEN_SHAPES: dict[str, tuple[int, ...]] = {
+    "sam_mask_decoder.mask_tokens.weight": (4, 256),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.0.weight": (256, 256),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.0.bias": (256,),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.1.weight": (256, 256),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.1.bias": (256,),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.2.weight": (32, 256),
+    "sam_mask_decoder.output_hypernetworks_mlps.0.layers.2.bias": (32,),
+}
+#: The added output token's parameters, absent from a ``sam_mask_token`` model.
+_GRANULARITY_TOKEN_PREFIXES: tuple[str, ...] = ("sam_mask_decoder.gra_token.", "sam_mask_decoder.gra_output_token_mlp.")
+
+#: The granularity MLP (Fourier features → hidden → hidden → 256), whose widths follow ``fourier_dim``.
+_FOURIER_MLP = "sam_prompt_encoder.fourier_embedder.mlp.mlp"
+
 #: The 7 attention modules of the mask decoder's two-way transformer that carry LoRA, with their internal width:
 #: the token self-attentions work at the full 256, the token↔image cross-attentions downsample it by 2 (SAM-2's
 #: ``attention_downsample_rate``).
@@ -76,13 +93,23 @@ _LORA_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 _DECODER_SIDE_PREFIXES: tuple[str, ...] = ("sam_prompt_encoder.", "sam_mask_decoder.")
 
 
-def unsamv2_trainable_shapes(lora_rank: int = 8) -> dict[str, tuple[int, ...]]:
+def unsamv2_trainable_shapes(lora_rank: int = 8, fourier_dim: int = 128,
+                             output_token: str = "granularity") -> dict[str, tuple[int, ...]]:
     """The official table of the parameters UnSAMv2 trains: name → shape (345,760 scalars at rank 8).
 
     The granularity modules, then ``lora_A`` (rank × in) and ``lora_B`` (out × rank) for the 4 projections of
-    the 7 LoRA'd attention modules (none at rank 0).
+    the 7 LoRA'd attention modules (none at rank 0). ``fourier_dim`` (the official 128; the paper's Table 6d
+    ablates it) is the width of the granularity MLP's first layer. ``output_token="sam"`` (Fig. 10's ablation):
+    SAM-2's single-output token and head take the place of the granularity token and its head.
     """
     table = dict(_GRANULARITY_MODULE_SHAPES)
+    if output_token == "sam":
+        table = {n: s for n, s in table.items() if not n.startswith(_GRANULARITY_TOKEN_PREFIXES)}
+        table.update(_SAM_SINGLE_OUTPUT_TOKEN_SHAPES)
+    hidden = (fourier_dim + _DECODER_DIM) // 2  # the official MLP's hidden width: 192 at 128
+    table.update({f"{_FOURIER_MLP}.0.weight": (hidden, fourier_dim), f"{_FOURIER_MLP}.0.bias": (hidden,),
+                  f"{_FOURIER_MLP}.3.weight": (hidden, hidden), f"{_FOURIER_MLP}.3.bias": (hidden,),
+                  f"{_FOURIER_MLP}.6.weight": (_DECODER_DIM, hidden)})
     if lora_rank > 0:
         for attention, inner in _LORA_ATTENTIONS:
             for proj in _LORA_PROJECTIONS:
@@ -96,12 +123,15 @@ def expected_trainable_names(model: nn.Module, mode: str, lora_rank: int = 8) ->
     """The parameter names ``mode`` must train, from the official table (see :mod:`unsamv2.train.config`).
 
     ``unsamv2``: the table; ``demo_from_scratch``: the table and every ``sam_prompt_encoder.*`` /
-    ``sam_mask_decoder.*`` parameter of ``model``; ``baseline_no_granularity``: those decoder-side parameters.
+    ``sam_mask_decoder.*`` parameter of ``model``; ``baseline_no_granularity``: those decoder-side parameters;
+    ``sam_mask_token``: the table with SAM-2's single-output token in place of the granularity token.
     """
     table = set(unsamv2_trainable_shapes(lora_rank))
     decoder_side = {n for n, _ in model.named_parameters() if n.startswith(_DECODER_SIDE_PREFIXES)}
     if mode == "unsamv2":
         return table
+    if mode == "sam_mask_token":
+        return set(unsamv2_trainable_shapes(lora_rank, output_token="sam"))
     if mode == "demo_from_scratch":
         return table | decoder_side
     if mode == "baseline_no_granularity":
@@ -114,6 +144,12 @@ def set_trainable(model: nn.Module, mode: str) -> None:
     granularity = {n for n, _ in model.named_parameters() if is_granularity_parameter(n)}
     if mode == "unsamv2":
         decoder_side: set[int] = set()
+    elif mode == "sam_mask_token":
+        decoder = model.sam_mask_decoder
+        if getattr(decoder, "output_token", None) != "sam":
+            raise ValueError("trainable 'sam_mask_token' expects a decoder built with output_token='sam'")
+        decoder_side = {id(decoder.mask_tokens.weight)}
+        decoder_side |= {id(p) for p in decoder.output_hypernetworks_mlps[0].parameters()}
     elif mode in ("demo_from_scratch", "baseline_no_granularity"):
         if mode == "baseline_no_granularity" and granularity:
             raise ValueError("trainable 'baseline_no_granularity' expects the stock SAM-2 architecture, but the "
@@ -130,7 +166,7 @@ def _listing(names: list[str]) -> str:
     return f"{names[:10]}{' …' if len(names) > 10 else ''}"
 
 
-def assert_trainable(model: nn.Module, mode: str, *, lora_rank: int = 8) -> None:
+def assert_trainable(model: nn.Module, mode: str, *, lora_rank: int = 8, fourier_dim: int = 128) -> None:
     """Raise ``RuntimeError`` unless exactly the parameters of ``mode`` require grad, with the official shapes.
 
     For ``unsamv2`` this is the paper's claim that only the granularity module and LoRA (of rank ``lora_rank``)
@@ -138,7 +174,7 @@ def assert_trainable(model: nn.Module, mode: str, *, lora_rank: int = 8) -> None
     message names the offending parameters.
     """
     params = dict(model.named_parameters())
-    table = unsamv2_trainable_shapes(lora_rank)
+    table = unsamv2_trainable_shapes(lora_rank, fourier_dim, "sam" if mode == "sam_mask_token" else "granularity")
     problems: list[str] = []
     if mode == "baseline_no_granularity":
         # The names (any rank) of the added modules must be absent: the baseline is the stock architecture.
@@ -154,6 +190,11 @@ def assert_trainable(model: nn.Module, mode: str, *, lora_rank: int = 8) -> None
             problems.append(f"{len(absent)} official parameter(s) missing from the model {_listing(absent)}")
         if wrong:
             problems.append(f"{len(wrong)} parameter(s) with a wrong shape {_listing(wrong)}")
+        if mode == "sam_mask_token":
+            added = sorted(n for n in params if n.startswith(_GRANULARITY_TOKEN_PREFIXES))
+            if added:
+                problems.append(f"the granularity mask token, which this ablation removes, is present "
+                                f"{_listing(added)}")
     wanted = expected_trainable_names(model, mode, lora_rank) & set(params)
     actual = {n for n, p in params.items() if p.requires_grad}
     extra, missing = sorted(actual - wanted), sorted(wanted - actual)
@@ -178,7 +219,8 @@ def build_training_model(config: TrainConfig, device: torch.device) -> nn.Module
 
     if config.uses_granularity:
         gcfg = GranularityConfig(lora_rank=config.lora_rank, lora_dropout=config.lora_dropout,
-                                 mlp_dropout=config.mlp_dropout)
+                                 fourier_dim=config.fourier_dim, mlp_dropout=config.mlp_dropout,
+                                 output_token="sam" if config.trainable == "sam_mask_token" else "granularity")
         model = build_unsamv2(config.model_size, config.base_checkpoint, device="cpu",
                               image_size=config.image_size, config=gcfg, mode="train")
     else:

@@ -11,6 +11,7 @@ from unsamv2.evaluate.config import EvaluationConfig
 from unsamv2.evaluate.video_config import VideoConfig
 from unsamv2.datasets.whole_image import get_whole_image_benchmark
 from unsamv2.evaluate.whole_image_config import WholeImageConfig
+from unsamv2.experiments import experiments_from_config, paper_rows
 from unsamv2.train.config import TrainConfig
 
 
@@ -23,6 +24,8 @@ TRAIN = TrainConfig.from_dict(config["train"]).resolve_base_checkpoint()
 EVALUATION = EvaluationConfig.from_dict(config["evaluation"])
 WHOLE_IMAGE = WholeImageConfig.from_dict(config["whole_image"])
 VIDEO = VideoConfig.from_dict(config["video"])
+# The run's named variants (section experiments): name → unsamv2.experiments.Experiment; {} = the run alone.
+EXPERIMENTS = experiments_from_config(config)
 
 RUN = config["run"]
 STAGES = config["stages"]
@@ -45,6 +48,10 @@ wildcard_constraints:
     dataset=r"[a-z0-9]+",
     table=r"[a-z][a-z0-9_]*",
     trainrun=r"train|train_baseline",
+    # "" = the run itself; a variant's training and evaluation live under variants/<name>/ (rules/train.smk,
+    # rules/evaluate.smk), a variant's own Stage 1 under stage1/<digest of its discovery settings>/.
+    exp=r"(variants/[A-Za-z0-9_]+/)?",
+    stage1=r"(stage1/[0-9a-f]{12}/)?",
 
 
 def image_source_inputs(wildcards):
@@ -101,8 +108,10 @@ def final_outputs():
         targets.append(f"{RESULTS}/train/final.pt")
         if EVALUATION.trains_baseline:
             targets.append(f"{RESULTS}/train_baseline/final.pt")
+        targets += variant_checkpoints()
     if "evaluate" in STAGES:
         targets += evaluation_summaries()
+        targets += variant_evaluation_summaries()
         targets += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in EVALUATION.tables_to_build()]
         targets += whole_image_targets()  # rules/evaluate_whole_image.smk
         targets += video_targets()
@@ -120,13 +129,57 @@ def final_outputs():
 # ----------------------------------------------------------------------------------------- training
 
 
+def experiment(exp):
+    """The variant of an `{exp}` wildcard: None for "" (the run itself), else that of "variants/<name>/"."""
+    return EXPERIMENTS[exp.removeprefix("variants/").removesuffix("/")] if exp else None
+
+
+def train_config(wildcards):
+    """The settings of one training: the run's (`train`), its SAM-2-style ablation (`train_baseline`) or a
+    variant's (`variants/<name>/train`)."""
+    variant = experiment(wildcards.exp)
+    if variant is None:
+        return TRAIN.baseline() if wildcards.trainrun == "train_baseline" else TRAIN
+    if wildcards.trainrun != "train":
+        raise ValueError(f"variant {variant.name} trains one model, in {RESULTS}/{variant.prefix}train/")
+    return variant.train
+
+
 def base_checkpoint_inputs(wildcards):
-    return [TRAIN.base_checkpoint] if TRAIN.base_checkpoint else []
+    base = train_config(wildcards).base_checkpoint
+    return [base] if base else []
 
 
 def train_settings(wildcards):
     """The train section as `unsamv2 train --settings` JSON; 'train_baseline' is the SAM-2-style ablation."""
-    return (TRAIN.baseline() if wildcards.trainrun == "train_baseline" else TRAIN).to_json()
+    return train_config(wildcards).to_json()
+
+
+def pseudo_label_manifests(stage1, n_shards):
+    return [f"{RESULTS}/{stage1}pseudo_labels/manifests/{shard}.tsv" for shard in range(n_shards)]
+
+
+def train_manifests(wildcards):
+    """The Stage-1 shards a training reads: all of the run's, or the first ones of a variant's Stage 1."""
+    variant = experiment(wildcards.exp)
+    if variant is None:
+        return pseudo_label_manifests("", N_SHARDS)
+    return pseudo_label_manifests(variant.stage1_prefix, variant.n_shards(config["images"]["shard_size"]))
+
+
+def train_labels(wildcards):
+    variant = experiment(wildcards.exp)
+    return f"{RESULTS}/{variant.stage1_prefix if variant else ''}pseudo_labels/json"
+
+
+def stage1_discovery(wildcards):
+    """The discovery settings of a `{stage1}` wildcard: the run's for "", else those its digest was made of."""
+    if not wildcards.stage1:
+        return DISCOVERY
+    for variant in EXPERIMENTS.values():
+        if variant.stage1_prefix == wildcards.stage1:
+            return variant.discovery
+    raise ValueError(f"no variant of this run has its Stage 1 in {RESULTS}/{wildcards.stage1}")
 
 
 def train_launcher():
@@ -140,24 +193,35 @@ def train_launcher():
 # ----------------------------------------------------------------------------------------- evaluation
 
 
+def evaluation_config(wildcards):
+    """The evaluation settings of the run ("" `{exp}`) or of a variant."""
+    variant = experiment(wildcards.exp)
+    return EVALUATION if variant is None else variant.evaluation
+
+
 def evaluation_checkpoint(wildcards):
-    return EVALUATION.checkpoint(wildcards.model, RESULTS)
+    # Also the whole-image and video rules' input, which have no {exp}: they evaluate the run's models.
+    variant = experiment(wildcards.get("exp", ""))
+    return EVALUATION.checkpoint(wildcards.model, RESULTS) if variant is None else variant.checkpoint(RESULTS)
 
 
 def evaluation_options(wildcards):
     """Model size, label, modes, loader options and target IoU of one (model, dataset) job as CLI options."""
+    ev = evaluation_config(wildcards)
+    variant = experiment(wildcards.exp)
+    trained_size = (TRAIN if variant is None else variant.train).model_size
     args = [
-        f"--model-size {EVALUATION.model_size(wildcards.model, TRAIN.model_size)}",
-        f"--model-label {EVALUATION.label(wildcards.model)}",
-        *(f"--granularity-mode {mode}" for mode in EVALUATION.modes(wildcards.model)),
+        f"--model-size {ev.model_size(wildcards.model, trained_size)}",
+        f"--model-label {ev.label(wildcards.model)}",
+        *(f"--granularity-mode {mode}" for mode in ev.modes(wildcards.model)),
     ]
-    for key, value in EVALUATION.options_for(wildcards.dataset).items():
+    for key, value in ev.options_for(wildcards.dataset).items():
         args.append(f"--dataset-option {key}={json.dumps(value)}")
-    target = EVALUATION.target_iou_for(wildcards.dataset)
+    target = ev.target_iou_for(wildcards.dataset)
     if target is not None:
         args.append(f"--target-iou {target}")
-    if EVALUATION.limit is not None:
-        args.append(f"--limit {EVALUATION.limit}")
+    if ev.limit is not None:
+        args.append(f"--limit {ev.limit}")
     return " ".join(args)
 
 
@@ -166,6 +230,19 @@ def evaluation_summaries():
         f"{RESULTS}/evaluation/interactive/{model}/{dataset}/summary.csv"
         for model in EVALUATION.models
         for dataset in EVALUATION.datasets
+    ]
+
+
+def variant_checkpoints():
+    return [variant.checkpoint(RESULTS) for variant in EXPERIMENTS.values()]
+
+
+def variant_evaluation_summaries():
+    """Every variant's own model on each of its datasets (the run's SAM-2 and dataset preparations are shared)."""
+    return [
+        f"{RESULTS}/{variant.prefix}evaluation/interactive/{variant.model}/{dataset}/summary.csv"
+        for variant in EXPERIMENTS.values()
+        for dataset in variant.evaluation.datasets
     ]
 
 
@@ -244,6 +321,17 @@ def report_run_info():
         whole_image_models=list(WHOLE_IMAGE.models),
         video_datasets=list(VIDEO.datasets),
         video_models=list(VIDEO.models),
+        experiments={
+            name: {
+                "model": variant.model,
+                "modes": list(variant.evaluation.modes(variant.model)),
+                "datasets": list(variant.evaluation.datasets),
+                "paper": {table: list(rows) for table, rows in variant.paper.items()},
+            }
+            for name, variant in EXPERIMENTS.items()
+        },
+        paper_rows={table: list(rows) for table, rows in
+                    paper_rows(config["report"]["paper_rows"], "report.paper_rows").items()},
     )
     return shlex.quote(info.to_json())
 
@@ -259,7 +347,7 @@ def report_table_outputs():
 
 
 def report_table_inputs(wildcards):
-    inputs = evaluation_summaries()
+    inputs = evaluation_summaries() + variant_evaluation_summaries()
     inputs += [f"{RESULTS}/evaluation/interactive/{table}.csv" for table in EVALUATION.tables_to_build()]
     inputs += whole_image_targets() + video_targets()
     return inputs

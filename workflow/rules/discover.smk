@@ -22,28 +22,30 @@ rule select_images:
 
 
 rule discover_shard:
+    # {stage1} = "stage1/<digest>/": the Stage 1 of variants whose discovery settings differ from the run's, on
+    # the run's image list (rules/common.smk, stage1_discovery).
     input:
         images=f"{RESULTS}/images.txt",
         backbone=backbone_inputs,
     output:
-        manifest=f"{RESULTS}/discovery/manifests/{{shard}}.tsv",
+        manifest=f"{RESULTS}/{{stage1}}discovery/manifests/{{shard}}.tsv",
     params:
-        out_dir=f"{RESULTS}/discovery/raw",
+        out_dir=lambda wildcards: f"{RESULTS}/{wildcards.stage1}discovery/raw",
         shard_size=config["images"]["shard_size"],
         backbone=config["backbone"]["name"],
         weights=f"--weights {backbone_weights()}" if backbone_weights() else "",
-        settings=DISCOVERY.to_json(),
+        settings=lambda wildcards: stage1_discovery(wildcards).to_json(),
     log:
-        f"{LOGS}/discover/{{shard}}.log",
+        f"{LOGS}/{{stage1}}discover/{{shard}}.log",
     benchmark:
-        f"{BENCH}/discover/{{shard}}.tsv"
+        f"{BENCH}/{{stage1}}discover/{{shard}}.tsv"
     # The offline backbone's work (NumPy features, MaskCut's eigensolver, merging) keeps about one core busy
     # (measured: CPU time ≈ wall time per shard), so its shards run one per core.
     threads: 1 if config["backbone"]["name"] == "offline" else 2
     resources:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=600,
-        gpu=int(DISCOVERY.uses_gpu),
+        gpu=lambda wildcards: int(stage1_discovery(wildcards).uses_gpu),
     shell:
         "unsamv2 discover --image-list {input.images} --shard {wildcards.shard} --shard-size {params.shard_size} "
         "--backbone {params.backbone} {params.weights} --settings {params.settings:q} "
@@ -52,15 +54,15 @@ rule discover_shard:
 
 rule score_shard:
     input:
-        manifest=f"{RESULTS}/discovery/manifests/{{shard}}.tsv",
+        manifest=f"{RESULTS}/{{stage1}}discovery/manifests/{{shard}}.tsv",
     output:
-        manifest=f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv",
+        manifest=f"{RESULTS}/{{stage1}}pseudo_labels/manifests/{{shard}}.tsv",
     params:
-        raw_dir=f"{RESULTS}/discovery/raw",
-        out_dir=f"{RESULTS}/pseudo_labels/json",
+        raw_dir=lambda wildcards: f"{RESULTS}/{wildcards.stage1}discovery/raw",
+        out_dir=lambda wildcards: f"{RESULTS}/{wildcards.stage1}pseudo_labels/json",
         formula=config["granularity"]["formula"],
     log:
-        f"{LOGS}/score/{{shard}}.log",
+        f"{LOGS}/{{stage1}}score/{{shard}}.log",
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=30,

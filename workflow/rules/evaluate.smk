@@ -40,21 +40,22 @@ rule synthetic_benchmark:
 
 
 rule evaluate_interactive:
+    # {exp} = "variants/<name>/": a variant's own model (rules/common.smk, evaluation_config).
     input:
         data="resources/datasets/{dataset}/.prepared",
         checkpoint=evaluation_checkpoint,
     output:
         summary=report(
-            f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/summary.csv",
+            f"{RESULTS}/{{exp}}evaluation/interactive/{{model}}/{{dataset}}/summary.csv",
             caption="../report/interactive_summary.rst",
             category="Evaluation: interactive",
             subcategory="{dataset}",
         ),
-        per_object=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/per_object.csv",
-        run=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/run.json",
-        failures=f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/failures.json",
+        per_object=f"{RESULTS}/{{exp}}evaluation/interactive/{{model}}/{{dataset}}/per_object.csv",
+        run=f"{RESULTS}/{{exp}}evaluation/interactive/{{model}}/{{dataset}}/run.json",
+        failures=f"{RESULTS}/{{exp}}evaluation/interactive/{{model}}/{{dataset}}/failures.json",
         curve=report(
-            f"{RESULTS}/evaluation/interactive/{{model}}/{{dataset}}/miou_curve.png",
+            f"{RESULTS}/{{exp}}evaluation/interactive/{{model}}/{{dataset}}/miou_curve.png",
             caption="../report/miou_curve.rst",
             category="Evaluation: interactive",
             subcategory="{dataset}",
@@ -63,16 +64,16 @@ rule evaluate_interactive:
         root=lambda wildcards, input: os.path.dirname(input.data),
         out_dir=lambda wildcards, output: os.path.dirname(output.summary),
         options=evaluation_options,
-        image_size=EVALUATION.image_size,
-        max_clicks=EVALUATION.max_clicks,
-        device=EVALUATION.device,
+        image_size=lambda wildcards: evaluation_config(wildcards).image_size,
+        max_clicks=lambda wildcards: evaluation_config(wildcards).max_clicks,
+        device=lambda wildcards: evaluation_config(wildcards).device,
     log:
-        f"{LOGS}/evaluate/{{model}}_{{dataset}}.log",
+        f"{LOGS}/{{exp}}evaluate/{{model}}_{{dataset}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{model}}_{{dataset}}.tsv"
+        f"{BENCH}/{{exp}}evaluate/{{model}}_{{dataset}}.tsv"
     threads: 4
     resources:
-        gpu=int(EVALUATION.uses_gpu),
+        gpu=lambda wildcards: int(evaluation_config(wildcards).uses_gpu),
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=720,
     shell:

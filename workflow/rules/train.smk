@@ -17,30 +17,31 @@ rule download_sam2:
 
 rule train:
     # {trainrun} = 'train': UnSAMv2. 'train_baseline' (built when evaluation.sam2_checkpoint is 'train_baseline',
-    # the offline demo): the SAM-2-style ablation of the paper's Fig. 10 — same data, same budget (the train
+    # the offline demo): the SAM-2-style baseline — same data, same budget (the train
     # section), the stock architecture without granularity input, SAM-2's multimask best-of-3 loss.
+    # {exp} = "variants/<name>/": a variant of the experiments section, on its Stage-1 shards (common.smk).
     input:
-        manifests=expand(f"{RESULTS}/pseudo_labels/manifests/{{shard}}.tsv", shard=SHARDS),
+        manifests=train_manifests,
         base=base_checkpoint_inputs,
     output:
-        final=f"{RESULTS}/{{trainrun}}/final.pt",
-        losses=f"{RESULTS}/{{trainrun}}/losses.csv",
-        summary=f"{RESULTS}/{{trainrun}}/train_summary.json",
+        final=f"{RESULTS}/{{exp}}{{trainrun}}/final.pt",
+        losses=f"{RESULTS}/{{exp}}{{trainrun}}/losses.csv",
+        summary=f"{RESULTS}/{{exp}}{{trainrun}}/train_summary.json",
         curve=report(
-            f"{RESULTS}/{{trainrun}}/loss_curve.png",
+            f"{RESULTS}/{{exp}}{{trainrun}}/loss_curve.png",
             caption="../report/loss_curve.rst",
             category="Stage 2: training",
         ),
     params:
         launcher=train_launcher(),
-        labels=f"{RESULTS}/pseudo_labels/json",
+        labels=train_labels,
         images=image_folder(),
         out_dir=lambda wildcards, output: os.path.dirname(output.final),
         settings=train_settings,
     log:
-        f"{LOGS}/{{trainrun}}.log",
+        f"{LOGS}/{{exp}}{{trainrun}}.log",
     benchmark:
-        f"{BENCH}/{{trainrun}}.tsv"
+        f"{BENCH}/{{exp}}{{trainrun}}.tsv"
     threads: 8
     resources:
         gpu=config["train_gpus"],
