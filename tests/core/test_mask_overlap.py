@@ -1,6 +1,8 @@
 """unsamv2.core.mask_overlap: areas, pairwise intersections and IoU as exact pixel counts."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -47,31 +49,32 @@ def test_intersection_chunking_is_exact(monkeypatch: pytest.MonkeyPatch) -> None
     assert np.array_equal(full, brute)
 
 
-def test_intersection_temporaries_stay_within_chunk_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many masks narrow the chunk (an SA-1B image has ~100): peak memory no longer grows with the mask count."""
+def _traced_peak(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, int]:
+    """``fn()`` and the peak of the memory it allocated (tracemalloc)."""
     import tracemalloc
 
+    tracemalloc.start()
+    try:
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def test_intersection_temporaries_stay_within_chunk_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many masks narrow the chunk (an SA-1B image has ~100): peak memory no longer grows with the mask count."""
     rng = np.random.default_rng(2)
     masks = rng.random((64, 128, 128)) > 0.5
     full = intersection_matrix(masks, masks)
     monkeypatch.setattr(mask_overlap, "CHUNK_BYTES", 1 << 20)
-    tracemalloc.start()
-    try:
-        got = intersection_matrix(masks, masks)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    got, peak = _traced_peak(lambda: intersection_matrix(masks, masks))
     assert np.array_equal(got, full)
     # One whole-width chunk would take 64 masks x 16384 px x 4 B = 4 MiB of float32 copies (8 MiB before a
     # stack against itself shared its copy); the slack is the 64 x 64 products.
     assert peak < 1.1 * (1 << 20), peak
     b = masks[::-1].copy()  # two different stacks: both copies fit in the budget together
-    tracemalloc.start()
-    try:
-        got = intersection_matrix(masks, b)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    got, peak = _traced_peak(lambda: intersection_matrix(masks, b))
     assert np.array_equal(got, full[:, ::-1])
     assert peak < 1.1 * (1 << 20), peak
 

@@ -280,6 +280,20 @@ def _lookup_interactive(
     return results.interactive_row(model, dataset, mode)
 
 
+def _our_value(results: _RunResults, model: str, mode: str, dataset: str, metric: str,
+               table_datasets: Sequence[str]) -> tuple[float | None, str]:
+    """Our value of one (dataset, metric) cell, or None and why it is missing ("" when there is a value)."""
+    row, reason = _lookup_interactive(results, model, mode, dataset, table_datasets)
+    if row is None:
+        return None, reason
+    if not _measured(results, metric):
+        return None, NOC_NOT_MEASURED
+    ours = _interactive_value(row, metric)
+    if ours is None:
+        return None, f"{metric} not observable (the loop stops at a lower target IoU)"
+    return ours, ""
+
+
 def _mode_label(model: str, mode: str) -> str:
     return f"{MODEL_NAMES.get(model, model)} [{mode}]"
 
@@ -303,12 +317,7 @@ def _interactive_paper_table(
             continue
         for model, mode in counterparts:
             covered.add((model, mode))
-            row, reason = _lookup_interactive(results, model, mode, p["dataset"], datasets)
-            if row is not None and not _measured(results, p["metric"]):
-                row, reason = None, NOC_NOT_MEASURED
-            ours = _interactive_value(row, p["metric"]) if row is not None else None
-            if row is not None and ours is None:
-                reason = f"{p['metric']} not observable (the loop stops at a lower target IoU)"
+            ours, reason = _our_value(results, model, mode, p["dataset"], p["metric"], datasets)
             out.append(ComparisonRow(table, f"{p['method']} [{mode}]", p["dataset"], p["metric"], p["value"], ours,
                                      reason))
     # Our modes that the paper has no row for (e.g. UnSAMv2 at the best single g), on the same datasets.
@@ -319,12 +328,9 @@ def _interactive_paper_table(
             if (model, mode) in covered:
                 continue
             for dataset, metric in columns:
-                row, reason = _lookup_interactive(results, model, mode, dataset, datasets)
-                if row is not None and not _measured(results, metric):
-                    row, reason = None, NOC_NOT_MEASURED
-                ours = _interactive_value(row, metric) if row is not None else None
+                ours, reason = _our_value(results, model, mode, dataset, metric, datasets)
                 out.append(ComparisonRow(table, _mode_label(model, mode), dataset, metric, None, ours,
-                                         OWN_ONLY_NOTES["interactive"] if row is not None else reason))
+                                         OWN_ONLY_NOTES["interactive"] if ours is not None else reason))
     return out
 
 
@@ -351,12 +357,7 @@ def _variant_rows(
     out = []
     for name, provider, model in _providers(table, p["method"], results):
         for mode in VARIANT_MODES[model]:
-            row, reason = _lookup_interactive(provider, model, mode, p["dataset"], datasets)
-            if row is not None and not _measured(provider, p["metric"]):
-                row, reason = None, NOC_NOT_MEASURED
-            ours = _interactive_value(row, p["metric"]) if row is not None else None
-            if row is not None and ours is None:
-                reason = f"{p['metric']} not observable (the loop stops at a lower target IoU)"
+            ours, reason = _our_value(provider, model, mode, p["dataset"], p["metric"], datasets)
             method = f"{p['method']} [{mode}]" + (f" ({name})" if name else "")
             out.append(ComparisonRow(table, method, p["dataset"], p["metric"], p["value"], ours, reason))
     return out
