@@ -1,109 +1,210 @@
-"""Which ingredients of the offline demo's from-scratch recipe make a random SAM-2 learn? (evidence for the
-README's "The offline training experiment").
+"""What limits the offline demo's training recipe? (evidence for the README's "The offline training experiment").
 
-    python benchmarks/demo_learnability.py [--steps 400] [--variants demo,paper_loss_weights,gate,no_warmup]
+    python benchmarks/demo_learnability.py --labels pseudo_labels --variants demo,lr_1e-3 \\
+        [--models unsamv2,baseline] [--run-dir results/demo] [--benchmark resources/datasets/synthetic] \\
+        [--out results/learnability] [--eval-epochs 1,2] [--threads 1] [--parallel 2]
 
-Every variant trains the UnSAMv2 architecture with ``unsamv2.train.loop.train`` — the code the demo runs — from
-the ``train`` section of ``config/demo.yaml`` (hiera-tiny, 128-px input, ``demo_from_scratch``, first clicks,
-frozen random encoder with its embedding cache) for ``--steps`` steps, on the **ground truth** of the demo's
-training scenes (``synthetic`` section: same seed, size and depth), with one change each:
+Each (variant, model) is trained and evaluated with the demo's own commands, as ``workflow/rules/train.smk`` and
+``evaluate.smk`` call them: ``unsamv2 train`` with the ``train`` section of ``config/demo.yaml`` plus the variant's
+changes (``baseline`` = ``TrainConfig.baseline()``, the SAM-2-style ablation), then ``unsamv2
+evaluate-interactive`` with the ``evaluation`` section (first click, granularity oracle for UnSAMv2, best of 3 and
+single mask for the baseline) on the held-out scenes, then ``unsamv2 interactive-levels``. The demo run
+(``--run-dir``) provides the training scenes, their pseudo-labels and the embedding cache; nothing there is
+written (the cache is copied).
 
-``demo``                the demo's recipe (focal × 1, 50 warm-up steps to lr 3e-4, no object-score gate);
-``paper_loss_weights``  focal × 20 (the paper's fine-tuning weights);
-``gate``                SAM-2's object-score gate on (masks → −1024 where the object score is ≤ 0);
-``no_warmup``           lr 1e-3 from the first step, no warm-up (the previous demo's schedule).
+``--labels pseudo_labels`` trains on Stage 1's pseudo-labels (what the demo does); ``--labels ground_truth`` on
+the training scenes' exact annotations (every object, part, sub-part and inner region, granularity scored by the
+same official formula per object hierarchy, in the same JSON format): the upper bound, i.e. what the
+pseudo-labels cost. ``--eval-epochs`` also evaluates ``checkpoint_epoch{N}.pt`` (first-click IoU vs steps of one
+run; the cosine schedule still spans the whole run).
 
-Printed per variant: the mean first-click training IoU over the last 50 steps (``losses.csv``, prediction =
-logits > 0), the mean focal and dice terms over the same steps, the first step's loss, and the mean first-click
-IoU on 20 held-out scenes (seed 1000) when the model is given each region's true granularity. Same seed and
-same data order for all variants, so the differences come from the one changed setting.
+Writes ``<out>/<labels>/<variant>/<model>/`` (the training folder, ``eval_<benchmark folder name>_<checkpoint>/``) and appends one row per
+(model, mode, checkpoint) to ``<out>/summary.csv``: first-click IoU overall and per level, training seconds per
+step (median) and wall time. Runs already finished (``final.pt`` / ``per_object.csv`` present) are reused.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unsamv2.datasets.synthetic_scenes import write_synthetic_dataset
-from unsamv2.model.checkpoint import load_checkpoint
 from unsamv2.train.config import TrainConfig
-from unsamv2.train.dataset import PseudoLabelDataset, collate
-from unsamv2.train.loop import train
-from unsamv2.train.segmenter import MultiStepSegmenter, mean_iou
-from unsamv2.train.trainable import build_training_model
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "demo": {},
+    # The settings the from-scratch recipe changed, one at a time back to what failed before.
     "paper_loss_weights": {"loss_weight_focal": 20.0},
     "gate": {"object_score_gate": True},
     "no_warmup": {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 0},
+    # What the budget could be spent on instead.
+    "lr_1e-3": {"lr": 1e-3, "min_lr": 1e-4},
+    "lr_1e-4": {"lr": 1e-4, "min_lr": 1e-5},
+    "dice_only": {"loss_weight_focal": 0.0},
+    "focal_0.1": {"loss_weight_focal": 0.1},
+    "steps_x2": {"epochs": 6},
+    "masks_8": {"max_masks": 8},
+    # Half the masks per step (the decoder's cost is per mask) for twice the steps: about the same compute.
+    "masks_8_steps_x2": {"max_masks": 8, "epochs": 6},
+    "masks_8_steps_x1.67": {"max_masks": 8, "epochs": 5},
+    "masks_32": {"max_masks": 32},
+    "batch_8": {"batch_size": 8, "epochs": 6},
 }
+LEVEL_COLUMNS = ("iou1", "iou1_object", "iou1_part", "iou1_subpart", "iou1_subsubpart")
 
 
-def _last(rows: list[dict[str, str]], key: str, n: int = 50) -> float:
-    return float(np.mean([float(r[key]) for r in rows[-n:]]))
+def _demo() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
-def held_out_iou(cfg: TrainConfig, checkpoint: Path, scenes: Path) -> float:
-    """Mean first-click IoU (logits > 0) on every region of the held-out scenes, given its true granularity."""
-    torch.manual_seed(cfg.seed)
-    model = build_training_model(cfg, torch.device("cpu"))
-    load_checkpoint(model, checkpoint)
-    model.eval()
-    # Ungated, as the predictors that evaluate and serve a model are: the gate belongs to training only.
-    segmenter = MultiStepSegmenter(model, granularity=True, multimask_first_step=False, correction_clicks=0,
-                                   correction_sampler="uniform", object_score_gate=False)
-    data = PseudoLabelDataset(scenes / "annotations", scenes / "images", image_size=cfg.image_size,
-                              max_masks=1000, augment=False)
-    ious = []
-    with torch.no_grad():
-        for i in range(len(data)):
-            batch = collate([data[i]])
-            out = segmenter(segmenter.encode_images(batch["image"]), batch["masks"], batch["granularity"],
-                            batch["batch_index"], [np.random.default_rng([7, i])])
-            ious.append(float(mean_iou(out[0]["masks"], batch["masks"])))
-    return float(np.mean(ious))
+def train_command(cfg: TrainConfig, labels: Path, images: Path, out: Path, threads: int) -> list[str]:
+    return ["unsamv2", "train", "--pseudo-labels", str(labels), "--images", str(images), "--out-dir", str(out),
+            "--settings", cfg.to_json(), "--resume", "--threads", str(threads), "--quiet"]
+
+
+def evaluate_command(demo: dict[str, Any], model: str, checkpoint: Path, benchmark: Path, out: Path, label: str,
+                     threads: int) -> list[str]:
+    ev = demo["evaluation"]
+    modes = ev["unsamv2_modes"] if model == "unsamv2" else ev["sam2_modes"]
+    options = [f"{k}={json.dumps(v)}" for k, v in ev["dataset_options"]["synthetic"].items()]
+    return ["unsamv2", "evaluate-interactive", "--dataset", "synthetic", "--root", str(benchmark),
+            "--model", model, "--checkpoint", str(checkpoint), "--model-size", demo["train"]["model_size"],
+            "--model-label", label, *[a for m in modes for a in ("--granularity-mode", m)],
+            *[a for o in options for a in ("--dataset-option", o)],
+            "--target-iou", str(ev["target_iou"]["synthetic"]), "--image-size", str(ev["image_size"]),
+            "--max-clicks", str(ev["max_clicks"]), "--device", "cpu", "--out-dir", str(out),
+            "--threads", str(threads), "--quiet"]
+
+
+def _run(commands: list[tuple[list[str], Path]], parallel: int) -> list[float]:
+    """Run (command, log) pairs, ``parallel`` at a time; returns each one's wall seconds. A failure stops all."""
+    walls = [0.0] * len(commands)
+    pending = list(enumerate(commands))
+    running: list[tuple[int, subprocess.Popen, float]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    while pending or running:
+        while pending and len(running) < parallel:
+            k, (cmd, log_path) = pending.pop(0)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("a") as log:
+                running.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env),
+                                time.perf_counter()))
+        time.sleep(1.0)
+        for item in list(running):
+            k, proc, start = item
+            if proc.poll() is not None:
+                running.remove(item)
+                if proc.returncode != 0:
+                    for _, other, _ in running:
+                        other.terminate()
+                    raise SystemExit(f"failed (exit {proc.returncode}): {' '.join(commands[k][0][:2])}, log "
+                                     f"{commands[k][1]}")
+                walls[k] = time.perf_counter() - start
+    return walls
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--labels", choices=("pseudo_labels", "ground_truth"), default="pseudo_labels")
+    parser.add_argument("--variants", default="demo", help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--models", default="unsamv2,baseline")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "results" / "demo")
+    parser.add_argument("--benchmark", type=Path, default=ROOT / "resources" / "datasets" / "synthetic")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "learnability")
+    parser.add_argument("--eval-epochs", default="", help="comma-separated epochs whose checkpoints to evaluate too")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop every run after this many steps (the schedule still spans the whole run, so a "
+                             "short run is exactly the start of the long one); the folder gets a _<N>steps suffix")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--parallel", type=int, default=2, help="processes at a time")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    syn = demo["synthetic"]
-    tmp = Path(tempfile.mkdtemp(prefix="learnability_"))
-    size = (syn["image_size"], syn["image_size"])
-    train_scenes = write_synthetic_dataset(tmp / "train", syn["train_images"], seed=syn["train_seed"],
-                                           image_size=size, depth=syn["depth"])
-    eval_scenes = write_synthetic_dataset(tmp / "eval", 20, seed=1000, image_size=size, depth=syn["depth"])
-    base = TrainConfig.from_dict({**demo["train"], "cache_dir": str(tmp / "cache"), "max_steps": args.steps})
-    print(f"{args.steps} steps per variant, scenes of depth {syn['depth']}, ground-truth labels", flush=True)
-    print("variant              train_iou_last50  focal_last50  dice_last50  first_step_loss  held_out_iou  seconds")
-    for name in args.variants.split(","):
-        cfg = base.replace(**VARIANTS[name])
-        start = time.perf_counter()
-        result = train(cfg, train_scenes / "annotations", train_scenes / "images", tmp / name, progress=False)
-        seconds = time.perf_counter() - start
-        with (tmp / name / "losses.csv").open() as fh:
-            rows = list(csv.DictReader(fh))
-        held = held_out_iou(cfg, result.final_checkpoint, eval_scenes)
-        print(f"{name:20s} {_last(rows, 'iou_first'):16.3f}  {_last(rows, 'loss_mask'):12.4f}  "
-              f"{_last(rows, 'loss_dice'):11.3f}  {float(rows[0]['loss']):15.3f}  {held:12.3f}  {seconds:7.0f}",
-              flush=True)
+    args.run_dir, args.benchmark, args.out = args.run_dir.resolve(), args.benchmark.resolve(), args.out.resolve()
+    demo = _demo()
+    models = args.models.split(",")
+    scenes = args.run_dir / "synthetic_scenes"
+    labels = scenes / "annotations" if args.labels == "ground_truth" else args.run_dir / "pseudo_labels" / "json"
+    cache = args.out / "embedding_cache"
+    if not cache.exists() and (args.run_dir / "train_embedding_cache").is_dir():
+        shutil.copytree(args.run_dir / "train_embedding_cache", cache)
+
+    jobs: list[tuple[str, str, TrainConfig, Path]] = []
+    for variant in args.variants.split(","):
+        base = TrainConfig.from_dict(demo["train"]).replace(cache_dir=str(cache), max_steps=args.max_steps,
+                                                            **VARIANTS[variant])
+        name = variant if args.max_steps is None else f"{variant}_{args.max_steps}steps"
+        for model in models:
+            cfg = base.baseline() if model == "baseline" else base
+            jobs.append((name, model, cfg, args.out / args.labels / name / model))
+    to_train = [(train_command(cfg, labels, scenes / "images", d, args.threads), d / "train.log")
+                for _, _, cfg, d in jobs if not (d / "final.pt").is_file()]
+    print(f"training {len(to_train)} of {len(jobs)} runs ({args.labels})", flush=True)
+    _run(to_train, args.parallel)
+
+    checkpoints = ["final", *(f"epoch{e}" for e in args.eval_epochs.split(",") if e)]
+    evals: list[tuple[str, str, str, Path]] = []
+    for variant, model, _, d in jobs:
+        for ck in checkpoints:
+            evals.append((variant, model, ck, d))
+    to_eval = []
+    for variant, model, ck, d in evals:
+        out = d / f"eval_{args.benchmark.name}_{ck}"
+        if (out / "per_object.csv").is_file():
+            continue
+        checkpoint = d / ("final.pt" if ck == "final" else f"checkpoint_{ck}.pt")
+        name = "unsamv2" if model == "unsamv2" else "sam2"
+        to_eval.append((evaluate_command(demo, name, checkpoint, args.benchmark, out, f"{model}-{variant}-{ck}",
+                                         args.threads), out / "eval.log"))
+    print(f"evaluating {len(to_eval)} checkpoints", flush=True)
+    _run(to_eval, args.parallel)
+
+    rows: list[dict[str, Any]] = []
+    for variant, model, ck, d in evals:
+        out = d / f"eval_{args.benchmark.name}_{ck}"
+        subprocess.run(["unsamv2", "interactive-levels", "--per-object", str(out / "per_object.csv"),
+                        "--annotations", str(args.benchmark / "annotations"), "--out", str(out / "levels.csv")],
+                       check=True, cwd=ROOT)
+        with (d / "losses.csv").open() as fh:
+            losses = list(csv.DictReader(fh))
+        summary = json.loads((d / "train_summary.json").read_text())
+        steps = len(losses) if ck == "final" else int(ck.removeprefix("epoch")) * summary["steps_per_epoch"]
+        with (out / "levels.csv").open() as fh:
+            for level_row in csv.DictReader(fh):
+                rows.append({"labels": args.labels, "variant": variant, "model": model,
+                             "mode": level_row["granularity_mode"], "steps": steps,
+                             **{c: level_row[c] for c in LEVEL_COLUMNS},
+                             "train_iou_last50": f"{statistics.mean(float(r['iou_first']) for r in losses[:steps][-50:]):.3f}",
+                             "seconds_per_step": f"{statistics.median(float(r['seconds']) for r in losses):.2f}",
+                             "train_wall_s": summary["wall_seconds"], "benchmark": str(args.benchmark)})
+    # One row per (labels, variant, model, mode, steps, benchmark): a rerun replaces its rows, others stay.
+    table = args.out / "summary.csv"
+    key = ("labels", "variant", "model", "mode", "steps", "benchmark")
+    mine = {tuple(str(r[k]) for k in key) for r in rows}
+    kept: list[dict[str, Any]] = []
+    if table.is_file():
+        with table.open() as fh:
+            kept = [r for r in csv.DictReader(fh) if tuple(r[k] for k in key) not in mine]
+    with table.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*kept, *rows])
+    print(f"{'labels':14s} {'variant':18s} {'model':9s} {'mode':10s} {'steps':>5s} "
+          + " ".join(f"{c:>15s}" for c in LEVEL_COLUMNS) + "  train_iou  s/step")
+    for r in rows:
+        print(f"{r['labels']:14s} {r['variant']:18s} {r['model']:9s} {r['mode']:10s} {r['steps']:5d} "
+              + " ".join(f"{r[c]:>15s}" for c in LEVEL_COLUMNS) + f"  {r['train_iou_last50']:>9s}  "
+              f"{r['seconds_per_step']:>6s}")
     return 0
 
 
