@@ -210,9 +210,10 @@ def test_profile_maps_rule_resources_to_sbatch(tmp_path: Path, device: str, gpus
     memory (rules/discover.smk: threads 1 with the offline backbone, mem_mb 16000 × attempt, runtime 600)."""
     calls = _sbatch_calls(tmp_path, device, device)
     options = sorted((_sbatch_options(c) for c in calls), key=lambda o: (o["--comment"], o["attempt"]))
+    # The comment joins the wildcard values: {stage1} (empty for the run's own Stage 1) then {shard}.
     assert [(o["--comment"], o["attempt"]) for o in options] == [
-        ("rule_discover_shard_wildcards_0", "1"), ("rule_discover_shard_wildcards_0", "2"),
-        ("rule_discover_shard_wildcards_1", "1"), ("rule_discover_shard_wildcards_1", "2"),
+        ("rule_discover_shard_wildcards__0", "1"), ("rule_discover_shard_wildcards__0", "2"),
+        ("rule_discover_shard_wildcards__1", "1"), ("rule_discover_shard_wildcards__1", "2"),
     ]
     for o in options:
         assert o["-p"] == "testpartition"
