@@ -8,8 +8,6 @@ import copy
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,10 @@ import torch
 import yaml
 from snakemake.utils import update_config
 
+from tests.snakemake_runs import REPO, copy_workflow, job_counts, run_snakemake
 from tests.toy_workflow import toy_workdir
 from unsamv2.experiments import experiments_from_config, paper_rows
 from unsamv2.report.paper_comparison import ABLATION_TABLES, read_paper_values
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def _load(*names: str) -> dict[str, Any]:
@@ -40,33 +36,10 @@ def _paper_config(**experiments: Any) -> dict[str, Any]:
     return config
 
 
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=1200,
-                          check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
 
 
-def _job_counts(dry_run_stdout: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule name -> job count."""
-    lines = dry_run_stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    counts: dict[str, int] = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
-def _copy_workflow(dest: Path) -> Path:
-    import shutil
-
-    shutil.copytree(REPO / "workflow", dest / "workflow")
-    shutil.copytree(REPO / "config", dest / "config")
-    return dest
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -195,12 +168,12 @@ def test_ablations_config_reproduces_every_row_of_the_papers_ablation_tables_onc
 def test_ablations_dry_run_plans_one_training_per_variant_and_no_second_discovery(tmp_path: Path) -> None:
     """Acceptance 1: the counts of `snakemake -n --configfile config/config.yaml config/ablations.yaml`, computed
     from the two files."""
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     run = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     ablations = yaml.safe_load((REPO / "config" / "ablations.yaml").read_text())["experiments"]
-    base = _job_counts(_snakemake(work, "-n", "--quiet", "rules").stdout)
-    listing = _snakemake(work, "-n", "--configfile", "config/config.yaml", "config/ablations.yaml").stdout
-    counts = _job_counts(listing)
+    base = job_counts(run_snakemake(work, "-n", "--quiet", "rules").stdout)
+    listing = run_snakemake(work, "-n", "--configfile", "config/config.yaml", "config/ablations.yaml").stdout
+    counts = job_counts(listing)
     shards = math.ceil(run["images"]["max_images"] / run["images"]["shard_size"])
     own_stage1 = {json.dumps(v["discovery"], sort_keys=True) for v in ablations.values() if v.get("discovery")}
     assert len(own_stage1) == 2  # Table 5's SA-1B ground truth and UnSAMv2+'s union
@@ -213,9 +186,9 @@ def test_ablations_dry_run_plans_one_training_per_variant_and_no_second_discover
     assert changed == {"train", "discover_shard", "score_shard", "evaluate_interactive", "total"}
     # A variant with 1K images needs the run's first 4 shards and no other discovery.
     # (Targets before --configfile and --quiet, which take every argument after them.)
-    subset = _snakemake(work, "-n", "results/paper/variants/images_1k/train/final.pt",
+    subset = run_snakemake(work, "-n", "results/paper/variants/images_1k/train/final.pt",
                         "--configfile", "config/config.yaml", "config/ablations.yaml").stdout
-    assert _job_counts(subset)["discover_shard"] == 4
+    assert job_counts(subset)["discover_shard"] == 4
     assert "results/paper/pseudo_labels/manifests/3.tsv" in subset
     assert "results/paper/pseudo_labels/manifests/4.tsv" not in subset
     # Each variant's training and evaluation under its name; own Stage 1 only for the two discovery variants.
@@ -229,9 +202,9 @@ def test_ablations_dry_run_plans_one_training_per_variant_and_no_second_discover
 
 
 def test_an_unknown_variant_key_stops_the_dry_run_naming_it(tmp_path: Path) -> None:
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text(yaml.safe_dump({"experiments": {"lora_r4": {"train": {"lora_rank": -2}}}}))
-    proc = _snakemake(work, "-n", "--configfile", "config/config.yaml", "bad.yaml", check=False)
+    proc = run_snakemake(work, "-n", "--configfile", "config/config.yaml", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "experiments.lora_r4.train.lora_rank must be >= 0, got -2" in proc.stdout + proc.stderr
 
@@ -256,7 +229,7 @@ def test_toy_variants_dry_run_shares_discovery(tmp_path: Path) -> None:
     work = _toy(tmp_path)
     targets = [f"results/t/variants/{name}/evaluation/interactive/unsamv2/synthetic/summary.csv"
                for name in TOY_VARIANTS]
-    counts = _job_counts(_snakemake(work, *targets, "-n", "--quiet", "rules", "--configfile", "t.yaml").stdout)
+    counts = job_counts(run_snakemake(work, *targets, "-n", "--quiet", "rules", "--configfile", "t.yaml").stdout)
     assert counts["discover_shard"] == counts["score_shard"] == 2  # the run's two shards, once
     assert counts["train"] == 2 and counts["evaluate_interactive"] == 2
     assert counts["synthetic_scenes"] == counts["synthetic_benchmark"] == 1
@@ -268,7 +241,7 @@ def test_two_toy_variants_end_to_end_share_one_discovery(tmp_path: Path) -> None
     work = _toy(tmp_path)
     targets = [f"results/t/variants/{name}/evaluation/interactive/unsamv2/synthetic/summary.csv"
                for name in TOY_VARIANTS]
-    _snakemake(work, "--cores", "2", *targets, "--configfile", "t.yaml")
+    run_snakemake(work, "--cores", "2", *targets, "--configfile", "t.yaml")
     out = work / "results" / "t"
     # Discovery and scoring ran once per shard of the run (their benchmark files), and in no variant folder.
     assert sorted(p.name for p in (out / "benchmarks" / "discover").glob("*.tsv")) == ["0.tsv", "1.tsv"]

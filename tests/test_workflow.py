@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,41 +13,12 @@ import pytest
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _copy_workflow(dest: Path) -> Path:
-    shutil.copytree(REPO / "workflow", dest / "workflow")
-    shutil.copytree(REPO / "config", dest / "config")
-    return dest
-
-
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=900, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def _job_counts(dry_run_stdout: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run: rule name -> job count."""
-    counts: dict[str, int] = {}
-    lines = dry_run_stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    for line in lines[start + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+from tests.snakemake_runs import copy_workflow, job_counts, run_snakemake
 
 
 def test_lint_reports_only_the_documented_conda_exemption(tmp_path: Path) -> None:
-    work = _copy_workflow(tmp_path)
-    proc = _snakemake(work, "--lint", check=False)
+    work = copy_workflow(tmp_path)
+    proc = run_snakemake(work, "--lint", check=False)
     out = proc.stdout + proc.stderr
     titles = [line.strip() for line in out.splitlines() if line.strip().startswith("* ")]
     rules = [line for line in out.splitlines() if line.startswith("Lints for rule")]
@@ -63,9 +31,9 @@ def test_lint_reports_only_the_documented_conda_exemption(tmp_path: Path) -> Non
 
 
 def test_paper_dry_run_lists_the_full_dag(tmp_path: Path) -> None:
-    work = _copy_workflow(tmp_path)
-    proc = _snakemake(work, "-n", "--quiet", "rules")
-    counts = _job_counts(proc.stdout)
+    work = copy_workflow(tmp_path)
+    proc = run_snakemake(work, "-n", "--quiet", "rules")
+    counts = job_counts(proc.stdout)
     # 6000 images in shards of 250 → 24 discovery and 24 scoring jobs; one training job; Tables 1 and 2:
     # 2 models × 7 benchmarks, 7 dataset preparations and the two averaged tables.
     assert counts == {
@@ -96,9 +64,9 @@ def test_paper_dry_run_lists_the_full_dag(tmp_path: Path) -> None:
         "report_whole_image_figure": 1,
         "total": 82 + 1 + 5 + 236 + 10 + 1 + 10,
     }
-    train = _snakemake(work, "-n", "-p", "results/paper/train/final.pt").stdout
+    train = run_snakemake(work, "-n", "-p", "results/paper/train/final.pt").stdout
     assert "gpu=2" in train and "torchrun --standalone --nproc_per_node 2" in train
-    listing = _snakemake(work, "-n").stdout
+    listing = run_snakemake(work, "-n").stdout
     for model in ("unsamv2", "sam2"):
         for dataset in ("grabcut", "berkeley", "davis", "sbd", "pascalpart", "partimagenet", "sa1b"):
             assert f"results/paper/evaluation/interactive/{model}/{dataset}/summary.csv" in listing
@@ -120,16 +88,16 @@ def test_paper_dry_run_lists_the_full_dag(tmp_path: Path) -> None:
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, override: dict, key: str) -> None:
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text(yaml.safe_dump(override))
-    proc = _snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
+    proc = run_snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
 
 
 def test_missing_links_file_fails_at_run_time_saying_what_and_where(tmp_path: Path) -> None:
-    work = _copy_workflow(tmp_path)
-    proc = _snakemake(work, "--cores", "1", "resources/sa1b/tars/sa_000023.tar", check=False)
+    work = copy_workflow(tmp_path)
+    proc = run_snakemake(work, "--cores", "1", "resources/sa1b/tars/sa_000023.tar", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "SA-1B links file" in out
@@ -150,7 +118,7 @@ def _write_demo_config(work: Path, folder: Path, max_images: int, shard_size: in
 def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
     import skimage.data
 
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(skimage.data.chelsea()).save(photos / "a_chelsea.png")
@@ -159,7 +127,7 @@ def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
     (photos / "d_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     cfg = _write_demo_config(work, photos, max_images=4, shard_size=2)
 
-    _snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    run_snakemake(work, "--cores", "2", "--configfile", str(cfg))
     out = work / "results" / "t"
     with open(out / "report" / "pseudo_labels" / "summary.csv") as fh:
         summary = next(csv.DictReader(fh))
@@ -183,7 +151,7 @@ def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
     assert total > 0
 
     # Nothing to do on a second run: every output is cached.
-    again = _snakemake(work, "-n", "--configfile", str(cfg))
+    again = run_snakemake(work, "-n", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # A run killed inside shard 0: its manifests and the report were never written (Snakemake deletes the outputs
@@ -191,7 +159,7 @@ def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
     for stale in ["discovery/manifests/0.tsv", "pseudo_labels/manifests/0.tsv", "report/pseudo_labels/summary.csv"]:
         (out / stale).unlink()
     before = (out / "discovery" / "raw" / "a_chelsea.json").stat().st_mtime_ns
-    _snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    run_snakemake(work, "--cores", "2", "--configfile", str(cfg))
     assert (out / "discovery" / "raw" / "a_chelsea.json").stat().st_mtime_ns == before
     with open(out / "discovery" / "manifests" / "0.tsv") as fh:
         statuses = {r["file_name"]: r["status"] for r in csv.DictReader(fh, delimiter="\t")}
@@ -200,9 +168,9 @@ def test_demo_dag_runs_resumes_and_lists_bad_images(tmp_path: Path) -> None:
 
 
 def test_unknown_train_key_fails_before_any_job(tmp_path: Path) -> None:
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     (work / "bad.yaml").write_text(yaml.safe_dump({"train": {"epocks": 3}}))
-    proc = _snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
+    proc = run_snakemake(work, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "epocks" in proc.stdout + proc.stderr
 
@@ -210,7 +178,7 @@ def test_unknown_train_key_fails_before_any_job(tmp_path: Path) -> None:
 def test_demo_experiment_dag_trains_both_models_and_evaluates_them_on_held_out_scenes(tmp_path: Path) -> None:
     """config/demo.yaml end to end on a toy budget: synthetic scenes → discovery → UnSAMv2 and the SAM-2-style
     baseline trained with the same settings → both evaluated on held-out scenes through evaluate_interactive."""
-    work = _copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path)
     cfg = yaml.safe_load((work / "config" / "demo.yaml").read_text())
     assert cfg["stages"] == ["discover", "train", "evaluate"]
     cfg["run"] = "t"
@@ -223,8 +191,8 @@ def test_demo_experiment_dag_trains_both_models_and_evaluates_them_on_held_out_s
     cfg["video"].update({"synthetic_sequences": 1, "synthetic_frames": 3, "synthetic_size": 64})
     (work / "t.yaml").write_text(yaml.safe_dump(cfg))
 
-    dry = _snakemake(work, "-n", "--configfile", "t.yaml")
-    counts = _job_counts(dry.stdout)
+    dry = run_snakemake(work, "-n", "--configfile", "t.yaml")
+    counts = job_counts(dry.stdout)
     assert counts["synthetic_scenes"] == 1 and counts["synthetic_benchmark"] == 1
     assert counts["discover_shard"] == 2 and counts["train"] == 2  # UnSAMv2 and the SAM-2-style baseline
     assert counts["evaluate_interactive"] == 2 and counts["average_interactive"] == 1
@@ -235,7 +203,7 @@ def test_demo_experiment_dag_trains_both_models_and_evaluates_them_on_held_out_s
     assert counts["prepare_whole_image"] == 1 and counts["whole_image_shard"] == 2
     assert counts["evaluate_whole_image"] == 2 and counts["average_whole_image"] == 1
 
-    _snakemake(work, "--cores", "2", "--configfile", "t.yaml")
+    run_snakemake(work, "--cores", "2", "--configfile", "t.yaml")
     out = work / "results" / "t"
     # Only the first 4 of the 5 generated scenes were listed for discovery.
     with open(out / "report" / "pseudo_labels" / "recall_vs_ground_truth.csv") as fh:
