@@ -285,12 +285,10 @@ class UnSAMv2ImagePredictor(SAM2ImagePredictor):
         # Upsampled chunk by chunk too: 1,280 float masks at image size are gigabytes of memory traffic.
         step = self.decoder_chunk_size or max(1, low_res.shape[0])
         chunks = []
-        for start in range(0, low_res.shape[0], step):
+        # At least one pass: with no query the empty batch still comes back with the right shape.
+        for start in range(0, max(1, low_res.shape[0]), step):
             logits = self.upsample_logits(low_res[start : start + step], img_idx)
             chunks.append(logits if return_logits else logits > self.mask_threshold)
-        if not chunks:  # no query: an empty batch of the right shape
-            chunks.append(self.upsample_logits(low_res, img_idx) > self.mask_threshold if not return_logits
-                          else self.upsample_logits(low_res, img_idx))
         masks = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         low_res = torch.clamp(low_res, -32.0, 32.0)
         return masks, iou, low_res
