@@ -1,6 +1,7 @@
 """Pseudo-label quality and discovery time with and without MaskCut's CRF and the CRF refinement of parts.
 
-    python benchmarks/bench_refine.py [--images 32] [--config config/demo.yaml] [--seed N] [--oracle] [--out-dir DIR]
+    python benchmarks/bench_refine.py [--images 32] [--config config/demo.yaml] [--set KEY=VALUE ...] [--seed N]
+                                      [--only-demo-variants] [--oracle] [--out-dir DIR]
 
 Writes the demo's synthetic training scenes (the `synthetic` section of the config: size, seed, depth), runs Stage-1
 discovery on each with the config's `discovery` settings four times — `maskcut_crf` off/on × `refine`
@@ -13,7 +14,9 @@ edges: a refiner with perfect edges in the CRF refinement's place (every instanc
 becomes the union of the ground-truth overlay cells it covers more than half of). Discovery time per image is the process's CPU time, mean over
 images, with the variants taking turns on each image after one warm-up image (it compiles the merging kernel),
 so that other jobs on a shared machine neither count nor favour a variant; the ratio is against the unrefined
-variant (no CRF, no refinement) of the same run. One thread (`OMP_NUM_THREADS=1` is set before NumPy loads), as
+variant (no CRF, no refinement) of the same run. ``--set maskcut_masks=8`` changes a discovery setting of the config
+(YAML values; repeatable) for every variant, to compare discovery settings; ``--only-demo-variants`` runs the unrefined
+variant and the demos' (``refine: crf`` without MaskCut's CRF) only. One thread (`OMP_NUM_THREADS=1` is set before NumPy loads), as
 a discovery job of the demo gets.
 """
 from __future__ import annotations
@@ -95,6 +98,17 @@ def snap_to_cells(cells: np.ndarray) -> Refiner:
     return refine
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["maskcut_masks=8", "thetas=[0.9, 0.7]"]`` -> ``{"maskcut_masks": 8, "thetas": [0.9, 0.7]}``."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def photos(config_path: Path, out_dir: Path | None) -> None:
     """Discovery CPU time per photograph of the photo demo: unrefined vs the config's settings (no ground truth)."""
     config = yaml.safe_load(config_path.read_text())
@@ -119,6 +133,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--config", type=Path, default=None,
                         help="default config/demo.yaml, with --photos config/demo_photos.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a discovery setting for every variant (YAML value), e.g. maskcut_masks=8")
+    parser.add_argument("--only-demo-variants", action="store_true",
+                        help="only the unrefined variant and refine: crf without MaskCut's CRF")
     parser.add_argument("--seed", type=int, default=None,
                         help="scenes of this seed instead of the config's synthetic.train_seed (a second sample)")
     parser.add_argument("--oracle", action="store_true",
@@ -133,7 +151,7 @@ def main() -> None:
     args.config = args.config or Path("config/demo.yaml")
 
     config = yaml.safe_load(args.config.read_text())
-    base = DiscoveryConfig.from_dict(config["discovery"]).to_dict()
+    base = DiscoveryConfig.from_dict({**config["discovery"], **parse_overrides(args.overrides)}).to_dict()
     synthetic = config.get("synthetic") or {}
     side = int(synthetic.get("image_size", 256))
     seed = int(synthetic.get("train_seed", 0)) if args.seed is None else args.seed
@@ -143,20 +161,22 @@ def main() -> None:
         scenes = write_synthetic_dataset(root / "scenes", args.images, seed=seed, image_size=(side, side),
                                          depth=depth)
         images = sorted((scenes / "images").glob("*.png"))
+        variants = [VARIANTS[0], VARIANTS[2]] if args.only_demo_variants else list(VARIANTS)
         configs = [DiscoveryConfig.from_dict({**base, "maskcut_crf": crf, "refine": refine})
-                   for _, crf, refine in VARIANTS]
+                   for _, crf, refine in variants]
         # Warm-up: the first call compiles the merging kernel (numba).
         run_variants(images[:1], root / "warmup", configs)
         print(f"{args.images} synthetic scenes {side}x{side}, depth {depth} (seed {seed}); discovery settings of "
               f"{args.config}: " + ", ".join(f"{k}={v}" for k, v in base.items() if k not in ("maskcut_crf", "refine")))
         seconds = run_variants(images, root / "variants", configs)
-        rows_to_print = [(name, str(k)) for k, (name, _, _) in enumerate(VARIANTS)]
+        rows_to_print = [(name, str(k)) for k, (name, _, _) in enumerate(variants)]
+        refine_index = [v[1:] for v in variants].index((False, "crf"))
         if args.oracle:
             backbone = build_backbone("offline")
             for image_id, path in enumerate(images):
                 image = load_image_rgb(path)
                 oracle = snap_to_cells(ground_truth_cells(scenes / "annotations" / f"{path.stem}.json"))
-                anns = discover_masks(image, backbone, configs[2], refiner=oracle)
+                anns = discover_masks(image, backbone, configs[refine_index], refiner=oracle)
                 atomic_write_json(root / "variants" / "oracle" / f"{path.stem}.json",
                                   to_sa1b_json(anns, image_id, path.name, image.shape[:2]))
             rows_to_print.append(("perfect edges (oracle)", "oracle"))

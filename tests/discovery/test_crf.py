@@ -133,9 +133,10 @@ def test_a_large_window_is_refined_at_reduced_resolution_onto_the_edge(monkeypat
     seen = []
     margin = crf_module.crf_margin
 
-    def recording(image: np.ndarray, mask: np.ndarray, params: CrfParams, scale: float = 1.0) -> np.ndarray:
+    def recording(image: np.ndarray, mask: np.ndarray, params: CrfParams, scale: float = 1.0,
+                  stop_when_stable: bool = False) -> np.ndarray:
         seen.append((mask.shape, scale, sorted(np.unique(mask).tolist())))
-        return margin(image, mask, params, scale)
+        return margin(image, mask, params, scale, stop_when_stable)
 
     monkeypatch.setattr(crf_module, "crf_margin", recording)
     half = CrfParams(refine_max_pixels=1536)
@@ -160,6 +161,49 @@ def test_a_large_window_is_refined_at_reduced_resolution_onto_the_edge(monkeypat
     assert seen == [((64, 96), 1.0, [False, True])]
 
 
+def _stop_step(margins: list[np.ndarray]) -> int:
+    """The number of steps the early stop runs, given the margins after 1 … n full-count steps: the first k >= 2
+    whose labels equal those after k − 1 steps, else n."""
+    return next((k for k in range(2, len(margins) + 1)
+                 if np.array_equal(margins[k - 1] > 0, margins[k - 2] > 0)), len(margins))
+
+
+@pytest.mark.parametrize("noise", [2.0, 25.0])
+def test_the_early_stop_returns_the_full_crf_after_the_first_step_that_changes_no_label(noise: float) -> None:
+    # Known answer from the full-count CRF itself: with stop_when_stable the margin is exactly that of
+    # inference(k), k = the first step whose labels equal the previous step's (or all steps).
+    rng = np.random.default_rng(1)
+    img, truth = two_regions(edge=52)
+    img = np.clip(img + rng.normal(0.0, noise, img.shape), 0, 255).astype(np.uint8)
+    mask = staircase(truth)
+    margins = [crf_module.crf_margin(img, mask, CrfParams(iterations=k)) for k in range(1, 11)]
+    early = crf_module.crf_margin(img, mask, CrfParams(iterations=10), stop_when_stable=True)
+    k = _stop_step(margins)
+    assert 2 <= k < 10  # the stop happens here, so the test tells the rule apart from running all steps
+    np.testing.assert_allclose(early, margins[k - 1], rtol=0, atol=1e-6)
+
+
+def test_the_refinement_stops_early_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    img, truth = two_regions(edge=52)
+    mask = staircase(truth)
+    calls = []
+    original = crf_module.crf_margin
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003
+        calls.append(kwargs.get("stop_when_stable", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(crf_module, "crf_margin", recording)
+    full_resolution = 64 * 96
+    assert np.array_equal(refine_in_window(img, mask, CrfParams(refine_max_pixels=full_resolution)), truth)
+    assert np.array_equal(refine_in_window(img, mask, CrfParams(refine_max_pixels=full_resolution // 4)), truth)
+    stop_off = CrfParams(refine_max_pixels=full_resolution, refine_stop_when_stable=False)
+    assert np.array_equal(refine_in_window(img, mask, stop_off), truth)
+    assert np.array_equal(maskcut_crf(img, mask, CrfParams()), truth)  # MaskCut's CRF: CutLER's full count
+    assert calls == [True, True, False, False]
+    assert DiscoveryConfig(crf_refine_stop_when_stable=False).crf_params().refine_stop_when_stable is False
+
+
 def test_crf_settings_are_validated_with_their_key() -> None:
     with pytest.raises(ValueError, match="discovery.crf_"):
         DiscoveryConfig(crf_iterations=0)
@@ -170,7 +214,7 @@ def test_crf_settings_are_validated_with_their_key() -> None:
     with pytest.raises(ValueError, match="refine_max_pixels"):
         DiscoveryConfig(crf_refine_max_pixels=0)
     assert DiscoveryConfig().crf_params() == CrfParams()  # defaults are CutLER's constants
-    assert CrfParams() == CrfParams(10, 3.0, 7.0, 50.0, 5.0, 10.0, 3072)
+    assert CrfParams() == CrfParams(10, 3.0, 7.0, 50.0, 5.0, 10.0, 3072, True)
     assert DiscoveryConfig(crf_refine_max_pixels=500).crf_params().refine_max_pixels == 500
 
 

@@ -50,6 +50,8 @@ class DiscoveryConfig:
     crf_min_iou: float = 0.5
     # refine: crf only: a window of more pixels is refined at a reduced resolution (unsamv2.discovery.crf).
     crf_refine_max_pixels: int = 3072
+    # refine: crf only: stop the mean-field steps at the first one that changes no pixel's label.
+    crf_refine_stop_when_stable: bool = True
     confidence_threshold: float = 0.3
     relation: str = "containment"  # "containment" (code) | "iou" (paper)
     overlap_threshold: float = 0.8
@@ -92,7 +94,7 @@ class DiscoveryConfig:
         try:
             return CrfParams(self.crf_iterations, self.crf_gaussian_sxy, self.crf_gaussian_compat,
                              self.crf_bilateral_sxy, self.crf_bilateral_srgb, self.crf_bilateral_compat,
-                             self.crf_refine_max_pixels)
+                             self.crf_refine_max_pixels, self.crf_refine_stop_when_stable)
         except ValueError as exc:
             raise ValueError(f"discovery.crf_*: {exc}") from exc
 
