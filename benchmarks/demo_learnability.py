@@ -60,6 +60,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "masks_8_steps_x2": {"max_masks": 8, "epochs": 6},
     "masks_8_steps_x1.67": {"max_masks": 8, "epochs": 5},
     "masks_32": {"max_masks": 32},
+    # From the current recipe (8 masks, 5 epochs): more steps, or fewer masks per step for more steps.
+    "epochs_7": {"epochs": 7},
+    "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
     "batch_8": {"batch_size": 8, "epochs": 6},
 }
 LEVEL_COLUMNS = ("iou1", "iou1_object", "iou1_part", "iou1_subpart", "iou1_subsubpart")

@@ -42,7 +42,7 @@ rule train:
         f"{LOGS}/{{exp}}{{trainrun}}.log",
     benchmark:
         f"{BENCH}/{{exp}}{{trainrun}}.tsv"
-    threads: 8
+    threads: config["train_threads"]
     resources:
         gpu=config["train_gpus"],
         mem_mb=lambda wildcards, attempt: 64000 * attempt,
