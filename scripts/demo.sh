@@ -3,7 +3,7 @@
 # beyond the package registries:
 #   1. config/demo_photos.yaml: Stage 1 (discovery + granularity + report) on scikit-image's photographs (~1 min);
 #   2. config/demo.yaml: the granularity ablation in miniature on synthetic scenes: discovery → training of
-#      UnSAMv2 and of the SAM-2-style baseline from random initialisation → evaluation (~15 min on 2 idle cores).
+#      UnSAMv2 and of the SAM-2-style baseline from random initialisation → evaluation (~9 min on 2 idle cores).
 # Extra arguments go to both snakemake calls (e.g. --cores 4, -n).
 set -euo pipefail
 cd "$(dirname "$0")/.."
