@@ -194,8 +194,9 @@ def refine_with_crf(
 
 
 def refine_in_window(image: np.ndarray, mask: np.ndarray, params: CrfParams = CrfParams()) -> np.ndarray:
-    """The refined (H, W) bool mask of one window: :func:`dense_crf` when the window has at most
-    ``params.refine_max_pixels`` pixels, else the CRF at the reduced resolution of the module docstring."""
+    """The refined (H, W) bool mask of one window: the CRF at full resolution when the window has at most
+    ``params.refine_max_pixels`` pixels, else at the reduced resolution of the module docstring; either with the
+    early stop when ``params.refine_stop_when_stable``."""
     h, w = mask.shape
     stop = params.refine_stop_when_stable
     if h * w <= params.refine_max_pixels:
