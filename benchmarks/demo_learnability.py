@@ -62,6 +62,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "masks_32": {"max_masks": 32},
     # From the current recipe (8 masks, 5 epochs): more steps, or fewer masks per step for more steps.
     "epochs_7": {"epochs": 7},
+    # The scenes are 256 px; at 128 px an inner region is a few low-res mask pixels.
+    "image_192": {"image_size": 192},
     "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
     "batch_8": {"batch_size": 8, "epochs": 6},
 }
@@ -78,7 +80,7 @@ def train_command(cfg: TrainConfig, labels: Path, images: Path, out: Path, threa
 
 
 def evaluate_command(demo: dict[str, Any], model: str, checkpoint: Path, benchmark: Path, out: Path, label: str,
-                     threads: int) -> list[str]:
+                     threads: int, image_size: int) -> list[str]:
     ev = demo["evaluation"]
     modes = ev["unsamv2_modes"] if model == "unsamv2" else ev["sam2_modes"]
     options = [f"{k}={json.dumps(v)}" for k, v in ev["dataset_options"]["synthetic"].items()]
@@ -86,7 +88,7 @@ def evaluate_command(demo: dict[str, Any], model: str, checkpoint: Path, benchma
             "--model", model, "--checkpoint", str(checkpoint), "--model-size", demo["train"]["model_size"],
             "--model-label", label, *[a for m in modes for a in ("--granularity-mode", m)],
             *[a for o in options for a in ("--dataset-option", o)],
-            "--target-iou", str(ev["target_iou"]["synthetic"]), "--image-size", str(ev["image_size"]),
+            "--target-iou", str(ev["target_iou"]["synthetic"]), "--image-size", str(image_size),
             "--max-clicks", str(ev["max_clicks"]), "--device", "cpu", "--out-dir", str(out),
             "--threads", str(threads), "--quiet"]
 
@@ -160,6 +162,8 @@ def main() -> int:
     for variant, model, _, d in jobs:
         for ck in checkpoints:
             evals.append((variant, model, ck, d))
+    # A model is evaluated at the input size it was trained at (the demo's train and evaluation sizes agree).
+    image_sizes = {d: cfg.image_size for _, _, cfg, d in jobs}
     to_eval = []
     for variant, model, ck, d in evals:
         out = d / f"eval_{args.benchmark.name}_{ck}"
@@ -168,7 +172,7 @@ def main() -> int:
         checkpoint = d / ("final.pt" if ck == "final" else f"checkpoint_{ck}.pt")
         name = "unsamv2" if model == "unsamv2" else "sam2"
         to_eval.append((evaluate_command(demo, name, checkpoint, args.benchmark, out, f"{model}-{variant}-{ck}",
-                                         args.threads), out / "eval.log"))
+                                         args.threads, image_sizes[d]), out / "eval.log"))
     print(f"evaluating {len(to_eval)} checkpoints", flush=True)
     _run(to_eval, args.parallel)
 
