@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # What the budget could be spent on instead.
     "lr_1e-3": {"lr": 1e-3, "min_lr": 1e-4},
     "lr_1e-4": {"lr": 1e-4, "min_lr": 1e-5},
+    "lr_5e-4": {"lr": 5e-4, "min_lr": 5e-5},
     "dice_only": {"loss_weight_focal": 0.0},
     "focal_0.1": {"loss_weight_focal": 0.1},
     "steps_x2": {"epochs": 6},
