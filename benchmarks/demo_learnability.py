@@ -163,17 +163,18 @@ def main() -> int:
     for variant, model, _, d in jobs:
         for ck in checkpoints:
             evals.append((variant, model, ck, d))
-    # A model is evaluated at the input size it was trained at (the demo's train and evaluation sizes agree).
-    image_sizes = {d: cfg.image_size for _, _, cfg, d in jobs}
     to_eval = []
-    for variant, model, ck, d in evals:
-        out = d / f"eval_{args.benchmark.name}_{ck}"
-        if (out / "per_object.csv").is_file():
-            continue
-        checkpoint = d / ("final.pt" if ck == "final" else f"checkpoint_{ck}.pt")
-        name = "unsamv2" if model == "unsamv2" else "sam2"
-        to_eval.append((evaluate_command(demo, name, checkpoint, args.benchmark, out, f"{model}-{variant}-{ck}",
-                                         args.threads, image_sizes[d]), out / "eval.log"))
+    for variant, model, cfg, d in jobs:
+        for ck in checkpoints:
+            out = d / f"eval_{args.benchmark.name}_{ck}"
+            if (out / "per_object.csv").is_file():
+                continue
+            checkpoint = d / ("final.pt" if ck == "final" else f"checkpoint_{ck}.pt")
+            name = "unsamv2" if model == "unsamv2" else "sam2"
+            # Evaluated at the input size it was trained at (the demo's train and evaluation sizes agree).
+            to_eval.append((evaluate_command(demo, name, checkpoint, args.benchmark, out,
+                                             f"{model}-{variant}-{ck}", args.threads, cfg.image_size),
+                            out / "eval.log"))
     print(f"evaluating {len(to_eval)} checkpoints", flush=True)
     _run(to_eval, args.parallel)
 
