@@ -67,6 +67,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "image_192": {"image_size": 192},
     "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
     "batch_8": {"batch_size": 8, "epochs": 6},
+    # SAM-2's own gradient clipping (max norm 0.1), which the UnSAMv2 config removed: on 4 training scenes it
+    # shortened the plateau before the decoder starts to follow the click (benchmarks/README).
+    "clip_0.1": {"grad_clip": 0.1},
+    # No dropout on the granularity MLP (only UnSAMv2 has one): from scratch it blurs the granularity input.
+    "clip_0.1_mlp_dropout_0": {"grad_clip": 0.1, "mlp_dropout": 0.0},
 }
 LEVEL_COLUMNS = ("iou1", "iou1_object", "iou1_part", "iou1_subpart", "iou1_subsubpart")
 
