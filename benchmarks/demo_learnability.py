@@ -63,6 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "masks_32": {"max_masks": 32},
     # From the current recipe (8 masks, 5 epochs): more steps, or fewer masks per step for more steps.
     "epochs_7": {"epochs": 7},
+    # Three times the demo's steps: does the lead come back once both models fit better?
+    "epochs_15": {"epochs": 15},
     # The scenes are 256 px; at 128 px an inner region is a few low-res mask pixels.
     "image_192": {"image_size": 192},
     "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
