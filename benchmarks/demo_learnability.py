@@ -70,9 +70,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
     "batch_8": {"batch_size": 8, "epochs": 6},
     # SAM-2's own gradient clipping (max norm 0.1), which the UnSAMv2 config removed: on 4 training scenes it
-    # shortened the plateau before the decoder starts to follow the click (benchmarks/README).
+    # shortened the start before the decoder follows the click (README, demo section).
     "clip_0.1": {"grad_clip": 0.1},
-    # No dropout on the granularity MLP (only UnSAMv2 has one): from scratch it blurs the granularity input.
+    # Does the granularity MLP's dropout (only UnSAMv2 has one) blur the granularity input from scratch?
     "clip_0.1_mlp_dropout_0": {"grad_clip": 0.1, "mlp_dropout": 0.0},
 }
 LEVEL_COLUMNS = ("iou1", "iou1_object", "iou1_part", "iou1_subpart", "iou1_subsubpart")
@@ -167,12 +167,10 @@ def main() -> int:
 
     checkpoints = ["final", *(f"epoch{e}" for e in args.eval_epochs.split(",") if e)]
     evals: list[tuple[str, str, str, Path]] = []
-    for variant, model, _, d in jobs:
-        for ck in checkpoints:
-            evals.append((variant, model, ck, d))
     to_eval = []
     for variant, model, cfg, d in jobs:
         for ck in checkpoints:
+            evals.append((variant, model, ck, d))
             out = d / f"eval_{args.benchmark.name}_{ck}"
             if (out / "per_object.csv").is_file():
                 continue
