@@ -65,6 +65,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epochs_7": {"epochs": 7},
     # Three times the demo's steps: does the lead come back once both models fit better?
     "epochs_15": {"epochs": 15},
+    # For a Stage-1 run of 512 scenes (--run-dir): the demo's 1,280 steps (2 visits per scene and epoch) or three
+    # times as many (6), i.e. more scenes at the same steps, and more scenes with more steps.
+    "visits_2": {"multiplier": 2},
+    "visits_6": {"multiplier": 6},
     # The scenes are 256 px; at 128 px an inner region is a few low-res mask pixels.
     "image_192": {"image_size": 192},
     "masks_4_epochs_10": {"max_masks": 4, "epochs": 10},
