@@ -25,6 +25,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from unsamv2.evaluate.metrics import iou
 from unsamv2.io.masks import decode_rle
 
 #: Region area bins in pixels of the scene (the demo's scenes are 256 × 256 = 65,536 px).
@@ -38,8 +39,7 @@ def resolution_bound(mask: np.ndarray, low: int) -> float:
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
     logits = F.interpolate(t, size=(low, low), mode="area") - 0.5
     pred = (F.interpolate(logits, size=mask.shape, mode="bilinear", align_corners=False) > 0)[0, 0].numpy()
-    union = np.logical_or(pred, mask).sum()
-    return float(np.logical_and(pred, mask).sum() / union) if union else 1.0
+    return iou(mask, pred)
 
 
 def _bin(area: float) -> int:
@@ -73,6 +73,11 @@ def main() -> int:
             rows = [r for r in csv.DictReader(fh) if r["granularity_mode"] == mode]
         if not rows:
             raise SystemExit(f"{path}: no rows with granularity_mode {mode!r}")
+        scored = {(r["image"], r["object"]) for r in rows}
+        missing = [k for k in regions if k not in scored]
+        if missing:
+            raise SystemExit(f"{path}: no {mode!r} row for {len(missing)} of the {len(regions)} regions of "
+                             f"{args.benchmark} (e.g. {missing[0]}): evaluated on another benchmark?")
         models.append((f"{rows[0]['model']} {mode}", {(r["image"], r["object"]): float(r["iou_01"]) for r in rows}))
 
     keys = list(regions)
@@ -92,10 +97,6 @@ def main() -> int:
         label = f"{lo}-{'' if hi == float('inf') else int(hi)}"
         cells = "".join(f" {100 * np.mean([ious[keys[i]] for i in np.flatnonzero(sel)]):28.1f}" for _, ious in models)
         print(f"{label:>18s} {int(sel.sum()):4d} {100 * bound[sel].mean():6.1f}{cells}")
-    for name, ious in models:
-        missing = [k for k in keys if k not in ious]
-        if missing:
-            print(f"note: {name} has no row for {len(missing)} regions (e.g. {missing[0]})")
     return 0
 
 
